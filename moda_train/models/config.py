@@ -1,0 +1,53 @@
+"""Model configuration. The defaults are MoDA-B as released (about 373 M parameters, DESIGN §1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ModelConfig:
+    motion_dim: int = 70
+    """Numbers per frame of the motion the flow model generates (70 raw, or the VAE latent width)."""
+    prev_motion_frames: int = 1
+    """How many previous frames condition a window; broadcast over time and concatenated to the noisy motion."""
+    audio_dim: int = 9216
+    """Audio feature size per video frame, flattened (HuBERT-base: 12 layers x 768 = 9216)."""
+    identity_dim: int = 63
+    """Size of the identity condition: the reference photo's canonical keypoints (21 x 3)."""
+    num_emotions: int = 8
+    """Emotion classes; one more embedding row is the null/dropped class."""
+    hidden_size: int = 768
+    """Token width of every stream."""
+    num_heads: int = 12
+    """Attention heads; hidden_size must divide by it."""
+    mlp_ratio: float = 4.0
+    """MLP hidden width as a multiple of hidden_size."""
+    depth_four_stream: int = 3
+    """Stage 1: blocks with separate weights for motion, audio, emotion and identity tokens."""
+    depth_two_stream: int = 6
+    """Stage 2: blocks with one weight set for motion and one shared by all condition tokens."""
+    depth_single_stream: int = 12
+    """Stage 3: single-stream blocks over all tokens (fused QKV+MLP input projection)."""
+    qk_norm: bool = True
+    """RMS-normalise queries and keys per head before attention."""
+    rope_theta: float = 256.0
+    """RoPE base over the frame index."""
+    timestep_freq_dim: int = 256
+    """Width of the sinusoidal timestep embedding fed to the timestep MLP."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.hidden_size % self.num_heads:
+            problems.append(f"model.hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
+        elif (self.hidden_size // self.num_heads) % 2:
+            problems.append("model.hidden_size / num_heads must be even (RoPE rotates pairs of channels)")
+        for name in ("depth_four_stream", "depth_two_stream", "depth_single_stream"):
+            if getattr(self, name) < 0:
+                problems.append(f"model.{name} must be >= 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
