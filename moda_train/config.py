@@ -130,6 +130,14 @@ def load_config(
     return typed, cfg
 
 
+def config_from_dict(tree: dict[str, Any], schema: type) -> Any:
+    """Rebuild a typed config from a resolved plain dict (e.g. the copy stored in a checkpoint)."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), tree))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"stored config: {_describe(err)}") from err
+
+
 def save_config(cfg: DictConfig | Any, path: str | Path) -> None:
     """Write the resolved config as YAML, atomically (temp file + rename)."""
     path = Path(path)

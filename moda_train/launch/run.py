@@ -1,0 +1,116 @@
+"""One training run: run folder, config record, datamodule, module, callbacks, logger, Trainer, resume."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from moda_train.config import save_config
+from moda_train.data.datamodule import MotionDataModule
+from moda_train.data.normalization import MotionStats
+from moda_train.experiment import TrainConfig
+from moda_train.launch.environment import build_plugins, trainer_devices, world_info_from_env
+from moda_train.launch.preemption import PreemptionCallback
+from moda_train.launch.strategies import build_strategy
+from moda_train.lit.callbacks import ThroughputLogger
+
+# task -> LightningModule class; every module takes (config dict, motion stats).
+MODULES = {"mmdit": "moda_train.lit.module:MoDALightningModule"}
+
+
+def run_name(train: TrainConfig, experiment_path: str | Path) -> str:
+    """The run's folder name. It must be the same on every rank without talking to the others, so it comes from
+    the launcher's job id when there is one (Slurm, torchrun) and only falls back to the clock for one process."""
+    if train.run_name:
+        return train.run_name
+    job = os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID", "")
+    if job and job != "none":
+        return f"{Path(experiment_path).stem}-job{job}"
+    return f"{Path(experiment_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def resume_path(train: TrainConfig, checkpoint_dir: Path) -> str | None:
+    """`auto`: the run's `last` checkpoint if it exists (never an error on a fresh folder); `never`; or a path."""
+    if train.resume == "never":
+        return None
+    if train.resume == "auto":
+        last = checkpoint_dir / "last.ckpt"
+        return str(last) if last.exists() else None
+    if not Path(train.resume).exists():
+        raise FileNotFoundError(f"train.resume={train.resume!r}: no such checkpoint")
+    return train.resume
+
+
+def _load_module_class(task: str) -> type[L.LightningModule]:
+    module_name, class_name = MODULES[task].split(":")
+    return getattr(__import__(module_name, fromlist=[class_name]), class_name)
+
+
+def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
+    train = cfg.train
+    checkpoint_dir = run_dir / "checkpoints"
+    callbacks = [
+        # step-numbered checkpoints plus `last`, which resume=auto continues from
+        ModelCheckpoint(
+            dirpath=checkpoint_dir, filename="step-{step:07d}", every_n_train_steps=train.checkpoint_every_n_steps,
+            save_top_k=train.keep_checkpoints, monitor="step", mode="max", save_last=True, auto_insert_metric_name=False,
+        ),
+        LearningRateMonitor(logging_interval="step"),
+        ThroughputLogger(),
+        PreemptionCallback(),
+    ]  # fmt: skip
+    if cfg.data.val_shards:
+        callbacks.append(
+            ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1)
+        )
+    devices, num_nodes = trainer_devices(train)
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        max_steps=train.max_steps,
+        accelerator=train.accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        precision=train.precision,
+        strategy=build_strategy(train),
+        plugins=build_plugins(train),
+        logger=TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""),
+        callbacks=callbacks,
+        log_every_n_steps=train.log_every_n_steps,
+        check_val_every_n_epoch=None,
+        use_distributed_sampler=False,  # the WebDataset pipeline splits data by rank itself
+        num_sanity_val_steps=0,
+        enable_model_summary=world_info_from_env().global_rank == 0,
+    )
+    # The global batch is the input; accumulation follows from the world size, known only now.
+    trainer.accumulate_grad_batches = train.accumulation(trainer.world_size)
+    trainer.val_check_interval = train.val_every_n_steps * trainer.accumulate_grad_batches
+    if train.strategy != "deepspeed" and cfg.optim.grad_clip > 0:
+        trainer.gradient_clip_val = cfg.optim.grad_clip
+    return trainer
+
+
+def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> Path:
+    """Train `cfg` (a typed experiment); returns the run folder."""
+    L.seed_everything(cfg.train.seed, workers=True)
+    run_dir = Path(cfg.train.out_dir) / run_name(cfg.train, experiment_path)
+    tree.train.run_name = run_dir.name
+    if world_info_from_env().global_rank == 0:
+        save_config(tree, run_dir / "config.yaml")
+    datamodule = MotionDataModule(cfg.data, cfg.train.micro_batch_size, cfg.train.seed)
+    stats = MotionStats.load(cfg.data.stats_path)
+    trainer = build_trainer(cfg, run_dir)
+    with trainer.init_module(empty_init=cfg.train.strategy == "deepspeed"):
+        module = _load_module_class(cfg.task)(OmegaConf.to_container(tree, resolve=True), stats)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg.train, run_dir / "checkpoints"))
+    if trainer.is_global_zero:
+        print(
+            f"run folder:   {run_dir}\ncheckpoints:  {run_dir / 'checkpoints'}\ntensorboard:  {run_dir / 'tensorboard'}"
+        )
+    return run_dir

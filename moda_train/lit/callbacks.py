@@ -1,0 +1,46 @@
+"""Callbacks shared by every training job."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+from typing_extensions import override
+
+
+class ThroughputLogger(L.Callback):
+    """Logs windows/s (overall and per device) and how much of each step was spent waiting for data.
+
+    `data_time` is the gap between the end of one training batch and the start of the next (the loader's share);
+    `step_time` is forward + backward + optimizer. If data_time is a large share, the loader limits training.
+    """
+
+    def __init__(self) -> None:
+        self._batch_end: float | None = None
+        self._batch_start = 0.0
+
+    @override
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int
+    ) -> None:
+        self._batch_start = time.perf_counter()
+        if self._batch_end is not None:
+            pl_module.log("perf/data_time", self._batch_start - self._batch_end, on_step=True, on_epoch=False)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx
+    ) -> None:
+        now = time.perf_counter()
+        step_time = now - self._batch_start
+        windows = len(batch["motion"])
+        pl_module.log("perf/step_time", step_time, on_step=True, on_epoch=False)
+        pl_module.log("perf/windows_per_sec_per_device", windows / step_time, on_step=True, on_epoch=False)
+        if self._batch_end is not None:
+            overall = windows * trainer.world_size / (now - self._batch_end)
+            pl_module.log("perf/windows_per_sec", overall, on_step=True, on_epoch=False)
+        self._batch_end = now
+
+    @override
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._batch_end = None  # the epoch boundary (validation, worker restart) is not loader time

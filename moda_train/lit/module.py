@@ -1,0 +1,133 @@
+"""The LightningModule that trains the MoDA MMDiT with rectified flow: a thin shell around model, EMA and flow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import grad_norm
+from typing_extensions import override
+
+from moda_train.config import config_from_dict
+from moda_train.data.normalization import MotionStats
+from moda_train.experiment import MMDiTExperiment
+from moda_train.flow.loss import flow_loss
+from moda_train.flow.sampler import sample
+from moda_train.lit.ema import make_ema, update_ema
+from moda_train.lit.figures import motion_curves
+from moda_train.lit.optim import configure_adamw
+from moda_train.models.moda import MoDA
+from moda_train.motion_layout import LIP_DIMS, MOTION_DIM, group_indices
+
+CONDITION_KEYS = ("audio", "identity", "emotion", "prev_motion")
+FIGURE_WINDOWS = 4  # validation windows drawn in the TensorBoard figure
+
+
+class MoDALightningModule(L.LightningModule):
+    """Holds `model`, its EMA copy and the motion statistics; training, validation share `_shared_step`.
+
+    `config` is the resolved experiment as a plain dict: it is saved as the checkpoint's hyperparameters, so
+    `MoDALightningModule.load_from_checkpoint(path)` rebuilds the same model with no other file.
+    """
+
+    def __init__(self, config: dict[str, Any], stats: MotionStats | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.cfg: MMDiTExperiment = config_from_dict(config, MMDiTExperiment)
+        self.model = MoDA(self.cfg.model)
+        self.ema = make_ema(self.model)
+        self.groups = group_indices()
+        # Saved in every checkpoint: sampling de-normalises with the statistics the model was trained on.
+        stats = stats or MotionStats.from_arrays([0.0] * MOTION_DIM, [1.0] * MOTION_DIM)
+        self.register_buffer("motion_mean", torch.as_tensor(stats.mean))
+        self.register_buffer("motion_std", torch.as_tensor(stats.std))
+        self._ema_step = 0
+
+    def _generator(self, batch_idx: int, stage: str) -> torch.Generator:
+        """Noise, t and condition dropout are drawn from a generator seeded by the data position, not from
+        a running RNG: a resumed run (and every rank after it) draws exactly what an uninterrupted one would."""
+        rank = self.global_rank if stage == "train" else 0
+        epoch = self.current_epoch if stage == "train" else 0
+        seed = hash((self.cfg.train.seed, stage, rank, epoch, batch_idx)) % (2**63)
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def _shared_step(self, batch: dict, batch_idx: int, stage: str) -> torch.Tensor:
+        model = self.model if stage == "train" else self.ema
+        cond = {key: batch[key] for key in CONDITION_KEYS}
+        terms = flow_loss(
+            model, batch["motion"], cond, self.cfg.flow, self.groups,
+            generator=self._generator(batch_idx, stage), drop_conditions=stage == "train",
+        )  # fmt: skip
+        scalars = {f"{stage}/{name}": value for name, value in terms.items() if value.ndim == 0}
+        self.log_dict(scalars, prog_bar=False, on_step=stage == "train", on_epoch=stage != "train",
+                      batch_size=len(batch["motion"]), sync_dist=stage != "train")  # fmt: skip
+        self.log(f"{stage}/loss", terms["loss"], prog_bar=True, batch_size=len(batch["motion"]),
+                 sync_dist=stage != "train")  # fmt: skip
+        return terms["loss"]
+
+    @override
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if "num_skipped" in batch:
+            self.log("data/skipped_samples", batch["num_skipped"].float(), on_step=True)
+        return self._shared_step(batch, batch_idx, "train")
+
+    @override
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._shared_step(batch, batch_idx, "val")
+        if batch_idx == 0:
+            self._log_samples(batch)
+
+    @torch.no_grad()
+    def _log_samples(self, batch: dict) -> None:
+        """Sample the first windows with the EMA model; log lip error in real units and a curves figure."""
+        count = min(FIGURE_WINDOWS, len(batch["motion"]))
+        cond = {key: batch[key][:count] for key in CONDITION_KEYS}
+        generated = self.denormalize(self.sample(cond, batch["motion"].shape[1], seed=0))
+        truth = self.denormalize(batch["motion"][:count])
+        lip_error = (generated - truth)[..., list(LIP_DIMS)].abs().mean()
+        self.log("val/sample_lip_mae", lip_error, batch_size=count, sync_dist=True)
+        experiment = getattr(self.logger, "experiment", None)
+        if self.global_rank == 0 and hasattr(experiment, "add_figure"):
+            figure = motion_curves(
+                generated.float().cpu().numpy(), truth.float().cpu().numpy(), batch["key"][:count]
+            )
+            experiment.add_figure("val/motion_curves", figure, global_step=self.global_step)
+
+    def sample(
+        self, cond: dict, num_frames: int, seed: int = 0, model: torch.nn.Module | None = None
+    ) -> torch.Tensor:
+        """Normalised motion [B, T, C] from conditions, with the EMA weights and the configured guidance."""
+        flow = self.cfg.flow
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        return sample(
+            model or self.ema, cond, num_frames, steps=flow.sample_steps, guidance_audio=flow.guidance_audio,
+            guidance_emotion=flow.guidance_emotion, generator=generator,
+        )  # fmt: skip
+
+    def normalize(self, motion: torch.Tensor) -> torch.Tensor:
+        return (motion - self.motion_mean) / self.motion_std
+
+    def denormalize(self, motion: torch.Tensor) -> torch.Tensor:
+        return motion * self.motion_std + self.motion_mean
+
+    @override
+    def on_train_start(self) -> None:
+        self._ema_step = self.global_step
+
+    @override
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        if self.global_step != self._ema_step:  # an optimizer step happened (not every micro-batch does)
+            update_ema(self.ema, self.model, self.cfg.optim.ema_decay)
+            self._ema_step = self.global_step
+
+    @override
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            norms = grad_norm(self.model, norm_type=2)
+            if norms:
+                self.log("train/grad_norm", norms["grad_2.0_norm_total"])
+
+    @override
+    def configure_optimizers(self) -> dict:
+        return configure_adamw(self.model.parameters(), self.cfg.optim, self.cfg.train.max_steps)
