@@ -88,9 +88,16 @@ class MotionDataModule(L.LightningDataModule):
     @override
     def train_dataloader(self) -> EpochLoader:
         dataset = WindowDataset(
-            expand_urls(self.cfg.train_shards), self.stats, self.cfg.window_frames, self.cfg.prev_frames,
-            self.micro_batch_size, self.cfg.shuffle_buffer, self.seed, self.shared_epoch, self.cfg.audio_backend,
-        )  # fmt: skip
+            expand_urls(self.cfg.train_shards),
+            self.stats,
+            self.cfg.window_frames,
+            self.cfg.prev_frames,
+            self.micro_batch_size,
+            self.cfg.shuffle_buffer,
+            self.seed,
+            self.shared_epoch,
+            self.cfg.audio_backend,
+        )
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_size=None,  # batches are built inside the workers
@@ -109,9 +116,14 @@ class MotionDataModule(L.LightningDataModule):
             return []
         urls = [url for source in expand_urls(self.cfg.val_shards) for url in source.urls]
         dataset = ValidationDataset(
-            urls, self.stats, self.cfg.window_frames, self.cfg.prev_frames, self.micro_batch_size,
-            self.cfg.val_windows, self.cfg.audio_backend,
-        )  # fmt: skip
+            urls,
+            self.stats,
+            self.cfg.window_frames,
+            self.cfg.prev_frames,
+            self.micro_batch_size,
+            self.cfg.val_windows,
+            self.cfg.audio_backend,
+        )
         return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=0)
 
     @override

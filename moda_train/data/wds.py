@@ -74,7 +74,7 @@ class SkipCounter:
 def decode_clips(
     samples: Iterable[dict], stats: MotionStats, skipped: SkipCounter, audio_backend: str = ""
 ) -> Iterator[dict]:
-    """Raw tar members -> clip dict with normalised motion; a sample that fails to decode is counted and skipped."""
+    """Tar members -> clip dicts with normalised motion; a sample that fails to decode is counted and skipped."""
     for sample in samples:
         try:
             motion = np.load(io.BytesIO(sample["motion.npy"])).astype(np.float32)

@@ -59,13 +59,19 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
     callbacks = [
         # step-numbered checkpoints plus `last`, which resume=auto continues from
         ModelCheckpoint(
-            dirpath=checkpoint_dir, filename="step-{step:07d}", every_n_train_steps=train.checkpoint_every_n_steps,
-            save_top_k=train.keep_checkpoints, monitor="step", mode="max", save_last=True, auto_insert_metric_name=False,
+            dirpath=checkpoint_dir,
+            filename="step-{step:07d}",
+            every_n_train_steps=train.checkpoint_every_n_steps,
+            save_top_k=train.keep_checkpoints,
+            monitor="step",
+            mode="max",
+            save_last=True,
+            auto_insert_metric_name=False,
         ),
         LearningRateMonitor(logging_interval="step"),
         ThroughputLogger(),
         PreemptionCallback(),
-    ]  # fmt: skip
+    ]
     if cfg.data.val_shards:
         callbacks.append(
             ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1)
@@ -110,7 +116,7 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
         module = _load_module_class(cfg.task)(OmegaConf.to_container(tree, resolve=True), stats)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg.train, run_dir / "checkpoints"))
     if trainer.is_global_zero:
-        print(
-            f"run folder:   {run_dir}\ncheckpoints:  {run_dir / 'checkpoints'}\ntensorboard:  {run_dir / 'tensorboard'}"
-        )
+        print(f"run folder:   {run_dir}")
+        print(f"checkpoints:  {run_dir / 'checkpoints'}")
+        print(f"tensorboard:  {run_dir / 'tensorboard'}")
     return run_dir

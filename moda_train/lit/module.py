@@ -56,14 +56,30 @@ class MoDALightningModule(L.LightningModule):
         model = self.model if stage == "train" else self.ema
         cond = {key: batch[key] for key in CONDITION_KEYS}
         terms = flow_loss(
-            model, batch["motion"], cond, self.cfg.flow, self.groups,
-            generator=self._generator(batch_idx, stage), drop_conditions=stage == "train",
-        )  # fmt: skip
+            model,
+            batch["motion"],
+            cond,
+            self.cfg.flow,
+            self.groups,
+            generator=self._generator(batch_idx, stage),
+            drop_conditions=stage == "train",
+        )
         scalars = {f"{stage}/{name}": value for name, value in terms.items() if value.ndim == 0}
-        self.log_dict(scalars, prog_bar=False, on_step=stage == "train", on_epoch=stage != "train",
-                      batch_size=len(batch["motion"]), sync_dist=stage != "train")  # fmt: skip
-        self.log(f"{stage}/loss", terms["loss"], prog_bar=True, batch_size=len(batch["motion"]),
-                 sync_dist=stage != "train")  # fmt: skip
+        self.log_dict(
+            scalars,
+            prog_bar=False,
+            on_step=stage == "train",
+            on_epoch=stage != "train",
+            batch_size=len(batch["motion"]),
+            sync_dist=stage != "train",
+        )
+        self.log(
+            f"{stage}/loss",
+            terms["loss"],
+            prog_bar=True,
+            batch_size=len(batch["motion"]),
+            sync_dist=stage != "train",
+        )
         return terms["loss"]
 
     @override
@@ -101,9 +117,14 @@ class MoDALightningModule(L.LightningModule):
         flow = self.cfg.flow
         generator = torch.Generator(device=self.device).manual_seed(seed)
         return sample(
-            model or self.ema, cond, num_frames, steps=flow.sample_steps, guidance_audio=flow.guidance_audio,
-            guidance_emotion=flow.guidance_emotion, generator=generator,
-        )  # fmt: skip
+            model or self.ema,
+            cond,
+            num_frames,
+            steps=flow.sample_steps,
+            guidance_audio=flow.guidance_audio,
+            guidance_emotion=flow.guidance_emotion,
+            generator=generator,
+        )
 
     def normalize(self, motion: torch.Tensor) -> torch.Tensor:
         return (motion - self.motion_mean) / self.motion_std
