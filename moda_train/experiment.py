@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from moda_train.data.config import DataConfig
 from moda_train.flow.config import FlowConfig
 from moda_train.models.config import ModelConfig
+from moda_train.models.vae_config import VAEConfig
 
 
 @dataclass
@@ -126,5 +127,19 @@ class MMDiTExperiment:
     """Shards, windows, loader."""
 
 
+@dataclass
+class VAEExperiment:
+    task: str = "vae"
+    """Which model this experiment trains."""
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    """The motion VAE's sizes and loss weights."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """AdamW, schedule, clipping, EMA."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Trainer, batch, precision, strategy, checkpointing."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Shards, windows, loader."""
+
+
 # Task name -> schema. The `task` key of an experiment YAML picks the schema it is checked against.
-EXPERIMENTS: dict[str, type] = {"mmdit": MMDiTExperiment}
+EXPERIMENTS: dict[str, type] = {"mmdit": MMDiTExperiment, "vae": VAEExperiment}
