@@ -1,0 +1,181 @@
+"""Configuration of `python -m data_prep.shard`: which corpus, how clips are cut, cropped, featurised and sharded.
+
+Filled from a YAML file plus `key=value` overrides by `moda_train.config.load_config(path, overrides,
+schema=ShardConfig)`; an unknown key, a wrong type or a failed check stops the run before any work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+LAYOUTS = ("generic", "hdtf", "mead", "celebvhq")
+FPS = 25  # MoDA's frame rate; the 640-samples-per-frame audio alignment depends on it
+SAMPLE_RATE = 16000
+
+
+@dataclass
+class InputConfig:
+    root: str = MISSING
+    """Folder holding the corpus's videos (paths in annotation files are relative to it)."""
+    layout: str = "generic"
+    """How the corpus is laid out: generic (a folder of videos, optional CSV of labels), hdtf (clip list with
+    timestamps), mead (`<speaker>/video/front/<emotion>/level_<k>/<nnn>.mp4`), celebvhq (JSON annotations)."""
+    annotations: str = ""
+    """Labels/annotation file: generic = CSV with a `path` column and optional speaker, emotion, split columns;
+    hdtf = text file of `<video> <start>-<end> ...` lines (required); celebvhq = `celebvhq_info.json`
+    (required); mead = unused. Relative paths are taken from the working directory."""
+    corpus: str = ""
+    """Corpus name written into meta.json and the clip keys; empty means the layout's name."""
+    extensions: list[str] = field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"])
+    """File endings treated as videos when a generic folder is listed without a CSV."""
+
+
+@dataclass
+class OutputConfig:
+    dir: str = MISSING
+    """Output folder for `<split>-%06d.tar`, manifest.jsonl, failures.jsonl and stats.json."""
+    shard_max_clips: int = 500
+    """A shard is closed once it holds this many clips."""
+    shard_max_mb: float = 1024.0
+    """... or once adding the next clip would take it past this many megabytes (a single larger clip still gets
+    a shard of its own)."""
+    retry_failed: bool = False
+    """Re-run clips listed in failures.jsonl instead of skipping them (after fixing their files)."""
+
+
+@dataclass
+class ClipConfig:
+    min_seconds: float = 81 / FPS
+    """Shortest clip kept: one 80-frame window plus one previous frame at 25 fps (3.24 s)."""
+    max_seconds: float = 60.0
+    """Longer videos (or annotated ranges) are split into equal parts no longer than this; it bounds the memory
+    one clip needs. Must be at least twice min_seconds so that no part falls below the minimum."""
+
+
+@dataclass
+class SplitConfig:
+    val_fraction: float = 0.05
+    """Fraction of speakers (not clips) assigned to val, by a hash of the speaker name."""
+    test_fraction: float = 0.05
+    """Fraction of speakers assigned to test. A split given in the labels CSV wins over the hash."""
+    seed: int = 0
+    """Salt of the speaker hash; change it to draw a different, equally stable split."""
+
+
+@dataclass
+class FaceConfig:
+    crop_size: int = 256
+    """Side of the square face crops in pixels (the renderer and motion extractors expect 256)."""
+    crop_scale: float = 1.8
+    """Crop side relative to the larger side of the detected face box (room for hair, chin and head motion)."""
+    detect_every: int = 5
+    """Run face detection on every n-th output frame (25 fps / 5 = 5 detections per second)."""
+    detect_max_side: int = 640
+    """Frames are downscaled so their longer side is at most this before detection (4K input stays cheap)."""
+    min_confidence: float = 0.5
+    """Face detector score threshold."""
+    model_selection: int = 1
+    """mediapipe face detection model: 0 = short range (faces within ~2 m), 1 = full range (~5 m)."""
+    secondary_face_ratio: float = 0.35
+    """A second face counts only if its box is at least this fraction of the main face's width (ignores tiny
+    faces in the background)."""
+    max_missing_fraction: float = 0.2
+    """Reject a clip when more than this fraction of detection frames has no face."""
+    max_multi_face_fraction: float = 0.2
+    """Reject a clip when more than this fraction of detection frames shows several faces."""
+    smoothing_seconds: float = 1.0
+    """Gaussian sigma (seconds) of the crop-box track: removes detector jitter but keeps head sway in the
+    motion's translation; a very large value gives one fixed crop per clip."""
+
+
+@dataclass
+class MotionBackendConfig:
+    backend: str = "landmarks"
+    """Motion extractor (`data_prep.motion.get_motion_extractor`): landmarks (offline, mediapipe FaceMesh) or
+    liveportrait (needs its checkpoint path in options)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options passed to the extractor, e.g. `{path: checkpoints/liveportrait}`."""
+    chunk_frames: int = 250
+    """Frames cropped and passed to the extractor at a time (with the reference frame prepended), which bounds
+    memory for long clips."""
+    max_invalid_fraction: float = 0.2
+    """Reject a clip when the extractor finds no face in more than this fraction of its frames."""
+
+
+@dataclass
+class AudioBackendConfig:
+    backend: str = "logmel"
+    """Audio feature extractor (`data_prep.audio.get_audio_extractor`): logmel (no weights) or hubert (local
+    checkpoint path in options)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Keyword options passed to the extractor, e.g. `{path: checkpoints/hubert-base-ls960}`."""
+
+
+@dataclass
+class ShardConfig:
+    input: InputConfig = field(default_factory=InputConfig)
+    """The corpus to read."""
+    output: OutputConfig = field(default_factory=OutputConfig)
+    """Where and how shards are written."""
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    """Clip length limits."""
+    split: SplitConfig = field(default_factory=SplitConfig)
+    """Train/val/test assignment by speaker."""
+    face: FaceConfig = field(default_factory=FaceConfig)
+    """Face detection and the stable square crop."""
+    motion: MotionBackendConfig = field(default_factory=MotionBackendConfig)
+    """Per-frame 70-d motion and reference identity."""
+    audio: AudioBackendConfig = field(default_factory=AudioBackendConfig)
+    """Audio features aligned to the video frames."""
+    workers: int = 2
+    """Worker processes preparing clips in parallel; 0 runs everything in the main process."""
+    task_index: int = 0
+    """This task's slice of the input when the corpus is split over a Slurm array (SLURM_ARRAY_TASK_ID)."""
+    num_tasks: int = 1
+    """Number of slices (array size). With more than one, each task writes under `<output.dir>/tasks/<index>`
+    and `python -m data_prep.shard --merge CONFIG` joins them."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.input.layout not in LAYOUTS:
+            problems.append(f"input.layout={self.input.layout!r}: choose one of {', '.join(LAYOUTS)}")
+        if self.input.layout in ("hdtf", "celebvhq") and not self.input.annotations:
+            problems.append(f"input.annotations is required with input.layout={self.input.layout}")
+        if self.output.shard_max_clips < 1 or self.output.shard_max_mb <= 0:
+            problems.append("output.shard_max_clips must be >= 1 and output.shard_max_mb > 0")
+        if self.clip.min_seconds <= 0:
+            problems.append("clip.min_seconds must be > 0")
+        if self.clip.max_seconds < 2 * self.clip.min_seconds:
+            problems.append(
+                f"clip.max_seconds={self.clip.max_seconds} must be at least twice "
+                f"clip.min_seconds={self.clip.min_seconds:g}"
+            )
+        fractions = (self.split.val_fraction, self.split.test_fraction)
+        if min(fractions) < 0 or sum(fractions) >= 1:
+            problems.append("split.val_fraction and split.test_fraction must be >= 0 and sum to less than 1")
+        if self.face.crop_size < 16 or self.face.crop_scale <= 0:
+            problems.append("face.crop_size must be >= 16 and face.crop_scale > 0")
+        if self.face.detect_every < 1 or self.face.detect_max_side < 64:
+            problems.append("face.detect_every must be >= 1 and face.detect_max_side >= 64")
+        if self.face.model_selection not in (0, 1):
+            problems.append("face.model_selection must be 0 or 1")
+        if self.motion.chunk_frames < 1:
+            problems.append("motion.chunk_frames must be >= 1")
+        if self.workers < 0:
+            problems.append("workers must be >= 0")
+        if self.num_tasks < 1 or not 0 <= self.task_index < self.num_tasks:
+            problems.append(f"task_index={self.task_index} must lie in [0, num_tasks={self.num_tasks})")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @property
+    def corpus(self) -> str:
+        """Corpus name for meta.json and keys."""
+        return self.input.corpus or self.input.layout
+
+    def min_frames(self) -> int:
+        """Fewest frames a clip may have."""
+        return round(self.clip.min_seconds * FPS)
