@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from moda_train.data.config import DataConfig
 from moda_train.flow.config import FlowConfig
+from moda_train.models.alse_config import ALSEConfig
 from moda_train.models.config import ModelConfig
 from moda_train.models.vae_config import VAEConfig
 
@@ -141,5 +142,19 @@ class VAEExperiment:
     """Shards, windows, loader."""
 
 
+@dataclass
+class ALSEExperiment:
+    task: str = "alse"
+    """Which model this experiment trains."""
+    alse: ALSEConfig = field(default_factory=ALSEConfig)
+    """The lip-sync expert's sizes, window and negatives."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """AdamW, schedule, clipping (ema_decay is unused: the expert keeps no EMA copy)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Trainer, batch, precision, strategy, checkpointing."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Shards, windows, loader."""
+
+
 # Task name -> schema. The `task` key of an experiment YAML picks the schema it is checked against.
-EXPERIMENTS: dict[str, type] = {"mmdit": MMDiTExperiment, "vae": VAEExperiment}
+EXPERIMENTS: dict[str, type] = {"mmdit": MMDiTExperiment, "vae": VAEExperiment, "alse": ALSEExperiment}
