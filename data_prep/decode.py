@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 2**20  # decoded RGB frames held at once per chunk
 VFR_TOLERANCE = 0.1  # relative spread of frame intervals above which a video counts as variable frame rate
-AUDIO_SLACK_S = 0.5  # audio may end this much before the video end; the gap is filled with silence
+AUDIO_SLACK_S = 0.5
+TRUNCATION_SLACK_S = 0.5  # audio may end this much before the video end; the gap is filled with silence
 
 
 class BadInput(Exception):
@@ -39,10 +40,14 @@ class VideoInfo:
     variable_frame_rate: bool
 
 
-def _av_reason(err: Exception) -> str:
-    # ffmpeg's own words (without errno and path), e.g. "moov atom not found".
+def _av_reason(err: Exception, path: str) -> str:
+    # ffmpeg's own words (without errno and path), e.g. "Invalid data found when processing input".
     text = getattr(err, "strerror", None) or str(err)
-    if "moov atom not found" in text or "End of file" in text:
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    if head[4:8] == b"ftyp":  # an MP4/MOV that starts right but cannot be opened: its index is missing
+        return f"MP4 file is truncated or corrupt: ffmpeg cannot read its index ({text})"
+    if "End of file" in text:
         return f"file is truncated or corrupt ({text})"
     if isinstance(err, av.error.InvalidDataError):
         return f"not a readable video file ({text})"
@@ -75,13 +80,14 @@ def probe(path: str) -> VideoInfo:
     try:
         container = av.open(path)
     except (av.error.FFmpegError, UnicodeDecodeError) as err:
-        raise BadInput(_av_reason(err)) from err
+        raise BadInput(_av_reason(err, path)) from err
     with container:
         if not container.streams.video:
             kind = "audio only: the file has no video stream" if container.streams.audio else "no video stream"
             raise BadInput(kind)
         stream = container.streams.video[0]
         has_audio = bool(container.streams.audio)
+        declared = container.duration / av.time_base if container.duration else None
         # Packet timestamps (no decoding) give duration and frame intervals cheaply, even for long files.
         times = []
         try:
@@ -89,12 +95,16 @@ def probe(path: str) -> VideoInfo:
                 if packet.pts is not None and packet.size:
                     times.append(float(packet.pts * stream.time_base))
         except av.error.FFmpegError as err:
-            raise BadInput(_av_reason(err)) from err
+            raise BadInput(_av_reason(err, path)) from err
     if len(times) < 2:
         raise BadInput("the video stream holds fewer than two frames")
     times = np.unique(np.asarray(times))
     intervals = np.diff(times)
     frame_interval = float(np.median(intervals))
+    if declared is not None and declared > times[-1] + frame_interval + TRUNCATION_SLACK_S:
+        raise BadInput(
+            f"file is truncated: its header promises {declared:.2f} s but the video data ends at {times[-1]:.2f} s"
+        )
     vfr = bool(np.std(intervals) > VFR_TOLERANCE * frame_interval)
     fps = float(stream.average_rate) if stream.average_rate else 1.0 / frame_interval
     return VideoInfo(
@@ -165,7 +175,7 @@ def _read_pyav(path: str, times: np.ndarray, chunk: int) -> Iterator[np.ndarray]
     try:
         container = av.open(path)
     except av.error.FFmpegError as err:
-        raise BadInput(_av_reason(err)) from err
+        raise BadInput(_av_reason(err, path)) from err
     with container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -210,7 +220,7 @@ def read_audio(path: str, start_s: float, end_s: float, sample_rate: int = 16000
     try:
         container = av.open(path)
     except av.error.FFmpegError as err:
-        raise BadInput(_av_reason(err)) from err
+        raise BadInput(_av_reason(err, path)) from err
     with container:
         if not container.streams.audio:
             raise BadInput("no audio stream: the video is silent, a talking-head clip needs speech")

@@ -95,7 +95,8 @@ def generic_sources(cfg: InputConfig, corpus: str) -> list[ClipSource]:
         if not root.is_dir():
             raise ValueError(f"input.root={cfg.root!r} is not a folder")
         endings = tuple(e.lower() for e in cfg.extensions)
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in endings)
+        # Broken links are listed too, so that they end up in failures.jsonl rather than vanish.
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in endings and not p.is_dir())
         sources = []
         for path in files:
             rel = path.relative_to(root)

@@ -137,6 +137,12 @@ class ClipProcessor:
                 outcomes.append(Outcome(key, task.split, source.source, reason=reason, extra=_span(start, stop)))
         return outcomes
 
+    def _extract_motion(self, crops: np.ndarray):
+        try:
+            return self.motion.extract(crops, ref_index=0)
+        except ValueError as err:  # e.g. the landmarks backend's NoFaceError
+            raise BadInput(f"face landmarks: {err}") from err
+
     def make_clip(
         self, source: ClipSource, split: str, key: str, info: VideoInfo, start: float, stop: float
     ) -> tuple[dict[str, bytes | str], int]:
@@ -157,15 +163,13 @@ class ClipProcessor:
         for frames in reader.read(times, min(chunk, cfg.motion.chunk_frames)):
             crops = crop_frames(frames, track.boxes[position : position + len(frames)], cfg.face.crop_size)
             position += len(frames)
-            if ref is None:
-                ref = crops[0]
-                seq = self.motion.extract(crops, ref_index=0)
-                identity = seq.identity
-                motion.append(seq.motion), valid.append(seq.valid)
-            else:
-                # The reference frame goes first in every chunk so expression stays relative to the same frame.
-                seq = self.motion.extract(np.concatenate([ref[None], crops]), ref_index=0)
-                motion.append(seq.motion[1:]), valid.append(seq.valid[1:])
+            # The reference frame goes first in every later chunk so expression stays relative to one frame.
+            first = ref is None
+            ref = crops[0] if first else ref
+            seq = self._extract_motion(crops if first else np.concatenate([ref[None], crops]))
+            identity = seq.identity if first else identity
+            motion.append(seq.motion[0 if first else 1 :])
+            valid.append(seq.valid[0 if first else 1 :])
         motion = np.concatenate(motion).astype(np.float32)
         valid = np.concatenate(valid)
         invalid = 1.0 - float(valid.mean())

@@ -65,6 +65,7 @@ def write_av(
 ) -> Path:
     """Mux H.264 frames and/or AAC audio into an mp4; `frame_times` gives each frame its own time (VFR)."""
     options = {"movflags": "faststart"} if faststart else {}
+    path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w", options=options) as out:
         vstream = astream = None
         if frames is not None:
