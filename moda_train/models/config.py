@@ -42,12 +42,22 @@ class ModelConfig:
             problems.append(f"model.hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
         elif (self.hidden_size // self.num_heads) % 2:
             problems.append("model.hidden_size / num_heads must be even (RoPE rotates pairs of channels)")
-        for name in ("depth_four_stream", "depth_two_stream", "depth_single_stream"):
+        for name in ("depth_four_stream", "depth_two_stream", "depth_single_stream", "prev_motion_frames"):
             if getattr(self, name) < 0:
                 problems.append(f"model.{name} must be >= 0")
+        for name in ("motion_dim", "audio_dim", "identity_dim", "num_emotions", "timestep_freq_dim"):
+            if getattr(self, name) < 1:
+                problems.append(f"model.{name} must be >= 1")
+        if self.timestep_freq_dim % 2:
+            problems.append("model.timestep_freq_dim must be even (cosine and sine halves)")
+        if self.mlp_ratio <= 0:
+            problems.append("model.mlp_ratio must be > 0")
+        if self.rope_theta <= 1:
+            problems.append("model.rope_theta must be > 1")
         if problems:
             raise ValueError("; ".join(problems))
 
     @property
     def head_dim(self) -> int:
+        """Channels per attention head."""
         return self.hidden_size // self.num_heads

@@ -1,0 +1,54 @@
+"""Joint attention and 1-D rotary position embedding (RoPE), as plain functions.
+
+RoPE rotates each adjacent channel pair (2i, 2i + 1) of a head by the angle `position * theta ** (-2i / D)`,
+the interleaved convention of the released MoDA code, so imported weights see the same rotations. Positions are
+explicit integer ids per token; `MoDA.forward` is the one place that decides which tokens get which position.
+A token at position 0 is not rotated at all.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+
+def rope_angles(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
+    """Cosines and sines [L, D / 2] of the rotation angle of every channel pair for integer positions [L]."""
+    if head_dim % 2:
+        raise ValueError(f"RoPE needs an even head dimension, got {head_dim}")
+    # float64 for the angles: position * frequency loses digits in float32 at long sequences.
+    exponents = torch.arange(0, head_dim, 2, dtype=torch.float64, device=positions.device) / head_dim
+    angles = positions.to(torch.float64)[:, None] * theta ** (-exponents)[None, :]
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate the channel pairs of x [B, H, L, D] by the angles of its L tokens (cos, sin [L, D / 2])."""
+    pairs = x.unflatten(-1, (-1, 2))  # [B, H, L, D/2, 2]
+    even, odd = pairs[..., 0], pairs[..., 1]
+    rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+    return rotated.flatten(-2).to(x.dtype)
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor, key_bias: Tensor | None = None) -> Tensor:
+    """Scaled dot-product attention of q, k, v [B, H, L, D] with RoPE on q and k; returns [B, L, H * D].
+
+    `key_bias` [L] is added to every query's logit for each key. A token that stands for m identical copies of
+    itself gets log(m): softmax over m equal keys equals one key with its logit raised by log(m), so the
+    network computes exactly what it would with the copies materialised.
+    """
+    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    mask = None if key_bias is None else key_bias.to(q.dtype)[None, None, None, :]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return rearrange(out, "B H L D -> B L (H D)")
+
+
+def copies_bias(lengths: list[int], copies: list[int], device: torch.device | None = None) -> Tensor | None:
+    """The key bias [sum(lengths)] for stream token groups where each token stands for `copies` identical ones."""
+    if all(m == 1 for m in copies):
+        return None
+    return torch.cat([torch.full((n,), math.log(m), device=device) for n, m in zip(lengths, copies)])
