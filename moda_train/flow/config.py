@@ -33,6 +33,8 @@ class FlowConfig:
     """Probability that a training sample sees the null emotion (enables emotion guidance)."""
     drop_prev_motion: float = 0.0
     """Probability that a training sample sees zero previous motion."""
+    null_emotion: int = 8
+    """Class id of the null emotion used for dropped labels and guidance; must equal model.num_emotions."""
     sample_steps: int = 10
     """Euler steps from t = 1 to t = 0 at sampling time."""
     guidance_audio: float = 1.15
@@ -49,6 +51,15 @@ class FlowConfig:
         for name in ("drop_audio", "drop_emotion", "drop_prev_motion"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"flow.{name} must be a probability in [0, 1]")
+        if self.null_emotion < 0:
+            problems.append("flow.null_emotion must be >= 0")
+        if self.logit_normal_std <= 0:
+            problems.append("flow.logit_normal_std must be > 0")
+        for name in ("weight_expression", "weight_pose", "weight_lip", "weight_temporal", "weight_smooth"):
+            if getattr(self, name) < 0:
+                problems.append(f"flow.{name} must be >= 0")
+        if self.guidance_audio < 0 or self.guidance_emotion < 0:
+            problems.append("flow.guidance_audio and flow.guidance_emotion must be >= 0")
         if self.sample_steps < 1:
             problems.append("flow.sample_steps must be >= 1")
         if problems:
