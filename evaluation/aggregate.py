@@ -1,0 +1,116 @@
+"""From per-video records to benchmark numbers: set metrics over all clips, per-video metrics averaged.
+
+Every metric comes out as {"value", "status", "better"}: status is "ok", or "skipped: <reason>" with value None
+(weights missing, too few clips, no multi-seed samples); a number is never made up.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evaluation.config import EvalConfig
+from evaluation.per_video import MIN_DIVERSITY_SEEDS, VideoRecord
+
+# metric -> (config metric group, which direction is better, one-line definition for the report)
+METRICS: dict[str, tuple[str, str, str]] = {
+    "fid": ("fid", "lower", "Fréchet distance of InceptionV3 pool features, real vs generated frames"),
+    "kid": ("fid", "lower", "KID (unbiased MMD^2, cubic kernel) of the same features"),
+    "fvd": ("fvd", "lower", "Fréchet distance of I3D logits of 16-frame clips (StyleGAN-V protocol)"),
+    "sync_c": ("sync", "higher", "SyncNet confidence: median - min of the mean distance over offsets"),
+    "sync_d": ("sync", "lower", "SyncNet distance at the best offset"),
+    "av_offset_abs": ("sync", "lower", "mean |audio-video offset| in frames found by SyncNet"),
+    "fsim": ("fsim", "higher", "cosine similarity of dlib face descriptors, reference photo vs frames"),
+    "pose_spread": ("diversity", "closer to ground truth", "std over time of pitch/yaw/roll (deg), per video"),
+    "sample_diversity_expression": ("diversity", "higher", "mean pairwise distance of seed samples, expression"),
+    "sample_diversity_pose": ("diversity", "higher", "mean pairwise distance of seed samples, pose"),
+    "motion_jerk_expression": ("smoothness", "lower", "mean |2nd time difference| of expression motion"),
+    "motion_jerk_pose": ("smoothness", "lower", "mean |2nd time difference| of pose motion"),
+    "frame_acceleration": ("smoothness", "lower", "mean |2nd time difference| of pixels (0..255)"),
+}
+
+# per-video value name -> (path into VideoRecord.values)
+PER_VIDEO = {
+    "sync_c": ("sync", "sync_c"),
+    "sync_d": ("sync", "sync_d"),
+    "av_offset": ("sync", "offset"),
+    "fsim": ("fsim", "value"),
+    "pose_spread": ("diversity", "pose_spread"),
+    "sample_diversity_expression": ("diversity", "sample_expression"),
+    "sample_diversity_pose": ("diversity", "sample_pose"),
+    "motion_jerk_expression": ("smoothness", "motion_jerk_expression"),
+    "motion_jerk_pose": ("smoothness", "motion_jerk_pose"),
+    "frame_acceleration": ("smoothness", "frame_acceleration"),
+}
+
+
+def per_video_table(records: list[VideoRecord]) -> dict[str, dict[str, float]]:
+    """key -> {per-video metric: value} for every value a record has."""
+    table = {}
+    for record in records:
+        row = {"frames": record.values.get("frames")}
+        for name, (group, field) in PER_VIDEO.items():
+            value = record.values.get(group, {}).get(field)
+            if value is not None:
+                row[name] = value
+        table[record.key] = row
+    return table
+
+
+def _ok(value: float, better: str) -> dict:
+    return {"value": float(value), "status": "ok", "better": better}
+
+
+def _skip(reason: str, better: str) -> dict:
+    return {"value": None, "status": f"skipped: {reason}", "better": better}
+
+
+def _mean_of(records: list[VideoRecord], name: str) -> list[float]:
+    group, field = PER_VIDEO[name]
+    return [r.values[group][field] for r in records if r.values.get(group, {}).get(field) is not None]
+
+
+def aggregate(cfg: EvalConfig, records: list[VideoRecord], status: dict[str, str]) -> dict[str, dict]:
+    """Benchmark metrics of the requested groups; `status[group]` is "ok" or the reason the group was skipped."""
+    from evaluation.fid import fid_from_features, kid_from_features
+    from evaluation.frechet import frechet_distance_from_features
+
+    out: dict[str, dict] = {}
+    for name, (group, better, _) in METRICS.items():
+        if group not in cfg.metrics or (name == "kid" and not cfg.fid.kid):
+            continue
+        if status[group] != "ok":
+            out[name] = _skip(status[group], better)
+            continue
+        if name in ("fid", "kid", "fvd"):
+            prefix = "fid" if name in ("fid", "kid") else "fvd"
+            parts = [
+                (r.arrays[f"{prefix}_real"], r.arrays[f"{prefix}_fake"])
+                for r in records
+                if f"{prefix}_real" in r.arrays
+            ]
+            real = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 1))
+            fake = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 1))
+            if len(real) < 2:
+                unit = "frames" if prefix == "fid" else "clips"
+                out[name] = _skip(f"needs at least 2 {unit} per set, got {len(real)}", better)
+            elif name == "kid":
+                mean, std = kid_from_features(real, fake, cfg.fid.kid_subsets, cfg.fid.kid_subset_size)
+                out[name] = {**_ok(mean, better), "std": std}
+            else:
+                compute = fid_from_features if name == "fid" else frechet_distance_from_features
+                out[name] = _ok(compute(real, fake), better)
+        elif name == "av_offset_abs":
+            offsets = _mean_of(records, "av_offset")
+            out[name] = _ok(np.mean(np.abs(offsets)), better) if offsets else _skip("no video scored", better)
+        else:
+            values = _mean_of(records, name)
+            if values:
+                out[name] = {**_ok(np.mean(values), better), "videos": len(values)}
+            elif name.startswith("sample_diversity"):
+                out[name] = _skip(
+                    f"no clip has >= {MIN_DIVERSITY_SEEDS} seed samples (diversity.seeds, diversity.seed_pattern)",
+                    better,
+                )
+            else:
+                out[name] = _skip("no video scored", better)
+    return out

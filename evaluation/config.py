@@ -1,0 +1,139 @@
+"""The evaluation config schema (`python -m evaluation.run CONFIG.yaml [key=value ...]`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+METRICS = ("fid", "fvd", "sync", "fsim", "diversity", "smoothness")
+
+
+@dataclass
+class FIDConfig:
+    frames_per_video: int = 25
+    """Frames per video fed to InceptionV3, evenly spaced over the compared frames (same indices for the real
+    and the generated video); 0 = every frame."""
+    kid: bool = False
+    """Also report KID (unbiased MMD^2, cubic polynomial kernel, on the same Inception features)."""
+    kid_subsets: int = 100
+    """KID: number of random subsets (seeded, so KID is reproducible)."""
+    kid_subset_size: int = 1000
+    """KID: features per subset (capped at the smaller set's size)."""
+    batch_size: int = 16
+    """Frames per Inception forward pass."""
+
+
+@dataclass
+class FVDConfig:
+    weights: str = ""
+    """I3D weights: StyleGAN-V's `i3d_torchscript.pt` or a pytorch-i3d state dict (`rgb_imagenet.pt`-style keys);
+    empty = $MODA_I3D_PATH, else weights/i3d_torchscript.pt."""
+    clip_frames: int = 16
+    """Consecutive frames per I3D clip (StyleGAN-V: 16; I3D needs at least 10)."""
+    clips_per_video: int = 1
+    """Non-overlapping clips per video, evenly spaced from the first frame (same clips for real and generated)."""
+    resolution: int = 224
+    """Frames are resized to resolution x resolution (bilinear) and scaled to [-1, 1] before I3D."""
+    batch_size: int = 4
+    """Clips per I3D forward pass."""
+
+
+@dataclass
+class SyncConfig:
+    weights: str = ""
+    """SyncNet weights (`syncnet_v2.model` of syncnet_python); empty = $MODA_SYNCNET_PATH, else
+    weights/syncnet_v2.model."""
+    vshift: int = 15
+    """Offsets searched: -vshift..+vshift video frames (syncnet_python's evaluation uses 15)."""
+    batch_size: int = 20
+    """5-frame windows per SyncNet forward pass."""
+    audio: str = "generated"
+    """Audio SyncNet compares with: `generated` = the generated video's own audio track (falling back to the
+    clip's driving audio when the file has none), `split` = always the clip's driving audio from the split."""
+
+
+@dataclass
+class FSIMConfig:
+    frames_per_video: int = 10
+    """Generated frames per video compared with the reference photo, evenly spaced; 0 = every frame."""
+
+
+@dataclass
+class MotionConfig:
+    extractor: str = "landmarks"
+    """data_prep motion extractor that re-extracts motion from videos (diversity and smoothness)."""
+    crop_size: int = 256
+    """Frames are resized to this square size before extraction (the extractors expect 256 px face crops)."""
+
+
+@dataclass
+class DiversityConfig:
+    seeds: list[int] = field(default_factory=list)
+    """Seeds of extra generated samples per clip for sample diversity (at least 3 for a value); empty skips it."""
+    seed_pattern: str = "{key}_seed{seed}.mp4"
+    """File name of the sample with a given seed, inside generated_dir."""
+
+
+@dataclass
+class EvalConfig:
+    split: str = ""
+    """Benchmark split: a .csv or .jsonl list (columns key, video, optional audio, optional reference_frame,
+    optional reference image) or a data_prep `manifest.jsonl` (then `split_name` picks its rows)."""
+    split_name: str = "test"
+    """Which split of a data_prep manifest to evaluate (ignored for a plain list file)."""
+    generated_dir: str = ""
+    """Folder of generated videos, one per clip."""
+    generated_pattern: str = "{key}.mp4"
+    """File name of a clip's generated video inside generated_dir."""
+    out_dir: str = "outputs/eval"
+    """Where metrics.json, report.md, the plot and the per-video cache (cache/) go."""
+    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+    """Metrics to compute, any of fid, fvd, sync, fsim, diversity, smoothness."""
+    fps: float = 25.0
+    """Frame rate every video must have (all protocols assume 25 fps); a video at another rate is an error."""
+    max_frames: int = 0
+    """Compare at most this many frames per clip (from the start); 0 = all. Real and generated videos are always
+    cut to the shorter of the two."""
+    workers: int = 0
+    """Processes evaluating videos in parallel (each loads its own networks); 0 = in this process."""
+    threads_per_worker: int = 1
+    """torch threads in each worker process (in-process runs keep torch's default)."""
+    device: str = "cpu"
+    """Torch device for the networks (cpu, cuda, cuda:1, ...)."""
+    fid: FIDConfig = field(default_factory=FIDConfig)
+    """FID (and optional KID) frame sampling."""
+    fvd: FVDConfig = field(default_factory=FVDConfig)
+    """FVD protocol and I3D weights."""
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    """Sync-C / Sync-D protocol and SyncNet weights."""
+    fsim: FSIMConfig = field(default_factory=FSIMConfig)
+    """Identity similarity frame sampling."""
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    """Motion re-extraction for diversity and smoothness."""
+    diversity: DiversityConfig = field(default_factory=DiversityConfig)
+    """Multi-seed samples for sample diversity."""
+
+    def __post_init__(self) -> None:
+        problems = [f"{name} is required" for name in ("split", "generated_dir") if not getattr(self, name)]
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown:
+            problems.append(f"metrics: unknown {', '.join(unknown)} (choose from {', '.join(METRICS)})")
+        if self.workers < 0 or self.threads_per_worker < 1:
+            problems.append("workers must be >= 0 and threads_per_worker >= 1")
+        if self.max_frames < 0 or self.fid.frames_per_video < 0 or self.fsim.frames_per_video < 0:
+            problems.append("max_frames, fid.frames_per_video and fsim.frames_per_video must be >= 0")
+        if self.fvd.clip_frames < 10:
+            problems.append(f"fvd.clip_frames={self.fvd.clip_frames}: I3D needs at least 10 frames per clip")
+        if self.fvd.clips_per_video < 1 or self.fvd.resolution < 32:
+            problems.append("fvd.clips_per_video must be >= 1 and fvd.resolution >= 32")
+        if self.sync.vshift < 1:
+            problems.append("sync.vshift must be >= 1")
+        if self.sync.audio not in ("generated", "split"):
+            problems.append(f"sync.audio={self.sync.audio!r}: choose generated or split")
+        if "{key}" not in self.generated_pattern:
+            problems.append(f"generated_pattern={self.generated_pattern!r} must contain {{key}}")
+        if self.diversity.seeds and "{seed}" not in self.diversity.seed_pattern:
+            problems.append("diversity.seed_pattern must contain {seed} (and {key})")
+        if self.fps <= 0:
+            problems.append("fps must be > 0")
+        if problems:
+            raise ValueError("; ".join(problems))

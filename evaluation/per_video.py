@@ -1,0 +1,177 @@
+"""Everything measured on one clip: features for the set metrics (FID, FVD) and per-video scores.
+
+`VideoEvaluator(cfg, enabled).evaluate(clip)` returns a `VideoRecord`: JSON-able per-video values plus the
+feature arrays the set metrics need. Networks are loaded on first use, once per process. Which metrics run is
+decided before (weights present or not) and passed in as `enabled`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from evaluation.config import EvalConfig
+from evaluation.diversity import sample_diversity, temporal_pose_spread
+from evaluation.smoothness import frame_acceleration, motion_jerk
+from evaluation.split import Clip
+from evaluation.video import evenly_spaced, has_audio, load_audio, read_video
+from evaluation.weights import resolve_weights
+
+FPS_TOLERANCE = 0.01
+MIN_DIVERSITY_SEEDS = 3
+
+
+@dataclass
+class VideoRecord:
+    """One clip's results: `values` (JSON-able, per metric) and `arrays` (features for FID/FVD, motion)."""
+
+    key: str
+    values: dict = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def generated_path(cfg: EvalConfig, key: str) -> Path:
+    """Where the generated video of clip `key` is expected."""
+    return Path(cfg.generated_dir) / cfg.generated_pattern.format(key=key)
+
+
+def seed_paths(cfg: EvalConfig, key: str) -> list[Path]:
+    """The multi-seed samples of clip `key` that exist (for sample diversity)."""
+    paths = [
+        Path(cfg.generated_dir) / cfg.diversity.seed_pattern.format(key=key, seed=s) for s in cfg.diversity.seeds
+    ]
+    return [p for p in paths if p.is_file()]
+
+
+class VideoEvaluator:
+    """Computes the enabled metrics' per-video parts; see the module docstring."""
+
+    def __init__(self, cfg: EvalConfig, enabled: set[str]) -> None:
+        self.cfg, self.enabled = cfg, enabled
+        self._nets: dict[str, object] = {}
+
+    def _net(self, name: str):
+        # Lazy: a worker that never needs a network never pays for loading it.
+        if name not in self._nets:
+            cfg = self.cfg
+            if name == "inception":
+                from evaluation.fid import InceptionFeatures
+
+                self._nets[name] = InceptionFeatures(cfg.device, cfg.fid.batch_size)
+            elif name == "i3d":
+                from evaluation.fvd import I3DFeatures, load_i3d
+
+                net = load_i3d(resolve_weights("i3d", cfg.fvd.weights), cfg.device)
+                self._nets[name] = I3DFeatures(net, cfg.fvd.resolution, cfg.fvd.batch_size, cfg.device)
+            elif name == "syncnet":
+                from evaluation.sync import SyncScorer
+                from evaluation.syncnet import load_syncnet
+
+                net = load_syncnet(resolve_weights("syncnet", cfg.sync.weights), cfg.device)
+                self._nets[name] = SyncScorer(net, cfg.sync.vshift, cfg.sync.batch_size, cfg.device)
+            elif name == "face":
+                from evaluation.fsim import FaceEmbedder
+
+                self._nets[name] = FaceEmbedder()
+            elif name == "motion":
+                from data_prep.motion import get_motion_extractor
+
+                self._nets[name] = get_motion_extractor(cfg.motion.extractor)
+        return self._nets[name]
+
+    def _read(self, path: Path) -> np.ndarray:
+        video = read_video(path, self.cfg.max_frames)
+        if abs(video.fps - self.cfg.fps) > FPS_TOLERANCE:
+            raise ValueError(
+                f"{path}: {video.fps:g} fps, but the protocol needs {self.cfg.fps:g} fps (config `fps`)"
+            )
+        return video.frames
+
+    def _motion(self, frames: np.ndarray) -> np.ndarray:
+        size = self.cfg.motion.crop_size
+        crops = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+        return np.asarray(self._net("motion").extract(crops).motion, np.float32)
+
+    def evaluate(self, clip: Clip) -> VideoRecord:
+        """All enabled per-video measurements of one clip (raises ValueError on unreadable or mismatched input)."""
+        cfg, on = self.cfg, self.enabled
+        gen_path = generated_path(cfg, clip.key)
+        real, fake = self._read(clip.video), self._read(gen_path)
+        length = min(len(real), len(fake))
+        real, fake = real[:length], fake[:length]
+        record = VideoRecord(clip.key, {"frames": length})
+
+        if "fid" in on:
+            ids = evenly_spaced(length, cfg.fid.frames_per_video)
+            record.arrays["fid_real"] = self._net("inception")(real[ids])
+            record.arrays["fid_fake"] = self._net("inception")(fake[ids])
+            record.values["fid"] = {"frames": len(ids)}
+        if "fvd" in on:
+            from evaluation.fvd import clip_starts
+
+            starts = clip_starts(length, cfg.fvd.clip_frames, cfg.fvd.clips_per_video)
+            if starts:
+                n = cfg.fvd.clip_frames
+                record.arrays["fvd_real"] = self._net("i3d")(np.stack([real[s : s + n] for s in starts]))
+                record.arrays["fvd_fake"] = self._net("i3d")(np.stack([fake[s : s + n] for s in starts]))
+            record.values["fvd"] = {"clips": len(starts)}
+        if "sync" in on:
+            record.values["sync"] = self._sync(clip, gen_path, fake)
+        if "fsim" in on:
+            record.values["fsim"] = self._fsim(clip, real, fake)
+        if "diversity" in on or "smoothness" in on:
+            motion = self._motion(fake)
+            record.arrays["motion"] = motion
+            if "diversity" in on:
+                record.values["diversity"] = {"pose_spread": temporal_pose_spread(motion)}
+                record.values["diversity"].update(self._sample_diversity(clip, motion))
+            if "smoothness" in on:
+                jerk = motion_jerk(motion)
+                record.values["smoothness"] = {
+                    "motion_jerk_expression": jerk["expression"],
+                    "motion_jerk_pose": jerk["pose"],
+                    "frame_acceleration": frame_acceleration(fake),
+                }
+        return record
+
+    def _sync(self, clip: Clip, gen_path: Path, fake: np.ndarray) -> dict:
+        if self.cfg.sync.audio == "generated" and has_audio(gen_path):
+            source, audio = "generated", load_audio(gen_path)
+        else:
+            source, audio = "split", load_audio(clip.audio or clip.video)
+        result = self._net("syncnet")(fake, audio)
+        return {
+            "offset": result.offset,
+            "sync_c": result.sync_c,
+            "sync_d": result.sync_d,
+            "windows": result.windows,
+            "audio": source,
+            "mdist": result.mdist,
+        }
+
+    def _fsim(self, clip: Clip, real: np.ndarray, fake: np.ndarray) -> dict:
+        from evaluation.fsim import fsim
+
+        if clip.reference is not None:
+            image = cv2.imread(str(clip.reference), cv2.IMREAD_COLOR)
+            if image is None:
+                raise ValueError(f"{clip.reference}: cannot read the reference image")
+            reference = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        elif clip.reference_frame < len(real):
+            reference = real[clip.reference_frame]
+        else:
+            raise ValueError(f"{clip.key}: reference_frame {clip.reference_frame} >= {len(real)} compared frames")
+        ids = evenly_spaced(len(fake), self.cfg.fsim.frames_per_video)
+        value, fallbacks = fsim(self._net("face"), reference, fake[ids])
+        return {"value": value, "frames": len(ids), "fallback_frames": fallbacks}
+
+    def _sample_diversity(self, clip: Clip, motion: np.ndarray) -> dict:
+        paths = seed_paths(self.cfg, clip.key)
+        if len(paths) < MIN_DIVERSITY_SEEDS:
+            return {"samples": len(paths)}
+        samples = [self._motion(self._read(p)) for p in paths]
+        values = sample_diversity(samples)
+        return {"samples": len(paths), "sample_expression": values["expression"], "sample_pose": values["pose"]}

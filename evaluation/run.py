@@ -1,0 +1,214 @@
+"""`python -m evaluation.run CONFIG.yaml [key=value ...]`: evaluate generated videos against a benchmark split.
+
+Steps: read the split; decide per metric group whether it can run (weights present, extractor installed) or is
+skipped with the reason; evaluate every clip not already in the cache (in `workers` processes, with a progress
+bar); aggregate; write metrics.json, report.md and per_video.png to `out_dir`. Exit code 0 when every clip was
+evaluated, 1 when some failed (they are listed in the report and retried on the next run), 2 for a config error.
+From Python: `report = evaluate(cfg)` with an `EvalConfig`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from evaluation.aggregate import aggregate, per_video_table
+from evaluation.cache import fingerprint, load_cached, save_cached
+from evaluation.config import EvalConfig
+from evaluation.per_video import VideoEvaluator, VideoRecord, generated_path
+from evaluation.report import package_versions, write_report
+from evaluation.split import Clip, load_split
+from evaluation.weights import WeightsMissing, resolve_weights, sha256
+from moda_train.config import ConfigError, describe_schema, load_config, save_config
+
+
+def _weights_entry(path: Path) -> dict:
+    return {"path": str(path), "sha256": sha256(path)}
+
+
+def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
+    """Per requested metric group: "ok" or why it is skipped; plus the weights/extractor each one uses.
+
+    Missing weights skip a metric; weights that exist but do not load are an error (a wrong file should be
+    fixed, not silently reported as skipped).
+    """
+    status, weights = {}, {}
+    for group in cfg.metrics:
+        try:
+            if group == "fid":
+                from evaluation.fid import inception_weights_path
+
+                weights["inception"] = _weights_entry(inception_weights_path())
+            elif group == "fvd":
+                from evaluation.fvd import load_i3d
+
+                path = resolve_weights("i3d", cfg.fvd.weights)
+                load_i3d(path)
+                weights["i3d"] = _weights_entry(path)
+            elif group == "sync":
+                from evaluation.syncnet import load_syncnet
+
+                path = resolve_weights("syncnet", cfg.sync.weights)
+                load_syncnet(path)
+                weights["syncnet"] = _weights_entry(path)
+            elif group == "fsim":
+                from evaluation.fsim import fsim_weights_paths
+
+                for path in fsim_weights_paths():
+                    weights[f"dlib {path.name}"] = _weights_entry(path)
+            elif group in ("diversity", "smoothness") and "motion extractor" not in weights:
+                try:
+                    from data_prep.motion import get_motion_extractor
+                except ImportError as err:
+                    raise WeightsMissing(f"data_prep's motion extractor is not available ({err})") from err
+                extractor = get_motion_extractor(cfg.motion.extractor)
+                weights["motion extractor"] = {"name": extractor.name, "version": extractor.version}
+            status[group] = "ok"
+        except WeightsMissing as err:
+            status[group] = str(err)
+    if "smoothness" in status and "diversity" in status and status["diversity"] != "ok":
+        status["smoothness"] = status["diversity"]
+    return status, weights
+
+
+# One evaluator per worker process, built by the pool's initializer (networks load once per process).
+_WORKER: VideoEvaluator | None = None
+
+
+def _init_worker(cfg: EvalConfig, enabled: set[str], threads: int) -> None:
+    global _WORKER
+    torch.set_num_threads(threads)
+    _WORKER = VideoEvaluator(cfg, enabled)
+
+
+def _evaluate_one(clip: Clip, cache_dir: Path, fp: str) -> tuple[str, VideoRecord | None, str | None]:
+    try:
+        record = _WORKER.evaluate(clip)
+    except Exception as err:  # one bad video must not sink a 100-video job; it is reported and retried
+        return clip.key, None, f"{type(err).__name__}: {err}"
+    save_cached(cache_dir, record, fp)
+    return clip.key, record, None
+
+
+def evaluate(cfg: EvalConfig, resolved: DictConfig | None = None, progress: bool = True) -> dict:
+    """Run the whole evaluation (module docstring) and return the report dict that is written as metrics.json."""
+    clips = load_split(cfg.split, cfg.split_name)
+    missing = [str(generated_path(cfg, c.key)) for c in clips if not generated_path(cfg, c.key).is_file()]
+    if missing:
+        raise ValueError(f"{len(missing)} generated video(s) not found, e.g. {', '.join(missing[:3])}")
+    out_dir, cache_dir = Path(cfg.out_dir), Path(cfg.out_dir) / "cache"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(resolved if resolved is not None else OmegaConf.structured(cfg), out_dir / "config.yaml")
+
+    status, weights = check_metrics(cfg)
+    enabled = {group for group, s in status.items() if s == "ok"}
+    weight_ids = {name: info.get("sha256", str(info)) for name, info in weights.items()}
+    prints = {c.key: fingerprint(cfg, c, enabled, weight_ids) for c in clips}
+    records: dict[str, VideoRecord] = {}
+    for clip in clips:
+        cached = load_cached(cache_dir, clip.key, prints[clip.key])
+        if cached is not None:
+            records[clip.key] = cached
+    todo = [c for c in clips if c.key not in records]
+    failures: dict[str, str] = {}
+    bar = tqdm(
+        total=len(clips), initial=len(records), desc="evaluating videos", unit="video", disable=not progress
+    )
+    if cfg.workers == 0:
+        global _WORKER
+        _WORKER = VideoEvaluator(cfg, enabled)
+        results = (_evaluate_one(c, cache_dir, prints[c.key]) for c in todo)
+        for key, record, error in results:
+            records[key] = record
+            if error:
+                failures[key] = error
+            bar.update()
+    elif todo:
+        # spawn, not fork: forked children inherit torch's thread pool state and can deadlock.
+        context = multiprocessing.get_context("spawn")
+        init = (cfg, enabled, cfg.threads_per_worker)
+        with ProcessPoolExecutor(cfg.workers, mp_context=context, initializer=_init_worker, initargs=init) as pool:
+            futures = [pool.submit(_evaluate_one, c, cache_dir, prints[c.key]) for c in todo]
+            for future in as_completed(futures):
+                key, record, error = future.result()
+                records[key] = record
+                if error:
+                    failures[key] = error
+                bar.update()
+    bar.close()
+
+    done = [records[c.key] for c in clips if records.get(c.key) is not None]
+    report = {
+        "metrics": aggregate(cfg, done, status),
+        "per_video": per_video_table(done),
+        "failures": failures,
+        "protocol": {"counts": _counts(cfg, clips, done, failures), "weights": weights},
+        "versions": package_versions(),
+        "config": OmegaConf.to_container(resolved if resolved is not None else OmegaConf.structured(cfg)),
+    }
+    write_report(report, out_dir)
+    return report
+
+
+def _counts(cfg: EvalConfig, clips: list[Clip], done: list[VideoRecord], failures: dict) -> dict:
+    def total(group: str, field: str) -> int:
+        return int(sum(r.values.get(group, {}).get(field, 0) for r in done))
+
+    counts = {
+        "clips in split": len(clips),
+        "clips evaluated": len(done),
+        "clips failed": len(failures),
+        "frames compared (all clips)": sum(r.values["frames"] for r in done),
+    }
+    if "fid" in cfg.metrics:
+        counts["FID frames per set"] = total("fid", "frames")
+        counts["FID frame sampling"] = f"{cfg.fid.frames_per_video or 'all'} evenly spaced frames per video"
+    if "fvd" in cfg.metrics:
+        counts["FVD clips per set"] = total("fvd", "clips")
+        counts["FVD clip"] = (
+            f"{cfg.fvd.clip_frames} frames at {cfg.fvd.resolution} px, up to {cfg.fvd.clips_per_video}/video"
+        )
+    if "sync" in cfg.metrics:
+        counts["SyncNet windows"] = total("sync", "windows")
+        counts["SyncNet offsets searched"] = f"-{cfg.sync.vshift}..{cfg.sync.vshift}"
+    if "fsim" in cfg.metrics:
+        counts["F-SIM frames"] = total("fsim", "frames")
+        counts["F-SIM frames without a detected face"] = total("fsim", "fallback_frames")
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (see the module docstring); returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        print("usage: python -m evaluation.run CONFIG.yaml [key=value ...] [--print-config]\n")
+        print(describe_schema(EvalConfig))
+        return 0 if argv else 2
+    show = "--print-config" in argv
+    argv = [a for a in argv if a != "--print-config"]
+    try:
+        cfg, resolved = load_config(argv[0], argv[1:], schema=EvalConfig)
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        return 2
+    if show:
+        print(OmegaConf.to_yaml(resolved))
+        return 0
+    try:
+        report = evaluate(cfg, resolved)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(Path(cfg.out_dir, "report.md").read_text())
+    return 1 if report["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
