@@ -271,20 +271,23 @@ def _run_tasks(cfg: ShardConfig, tasks: list[Task], progress: bool) -> Iterator[
         yield from tqdm(pool.imap(_work, tasks, chunksize=1), total=len(tasks), unit="video", disable=not progress)
 
 
-def run(cfg: ShardConfig, progress: bool = True) -> dict:
-    """Process this task's slice of the corpus and finalise its folder; returns a summary dict.
+def prepare(cfg: ShardConfig) -> tuple[list[Task], dict, list[int]]:
+    """This task's work list, the extractors' {name, version} and the audio frame shape, without writing anything.
 
-    Raises ConfigError, before any file is written, for a broken annotation file, an empty corpus or an extractor
-    that cannot be built (unknown backend, missing checkpoint)."""
+    Raises ConfigError for a broken annotation file, an empty corpus or an extractor that cannot be built
+    (unknown backend or option, missing checkpoint, missing optional package)."""
     try:
         tasks = plan(cfg)
         motion, audio = build_extractors(cfg)
-    except (ValueError, FileNotFoundError, OSError) as err:
+    except (ValueError, OSError, ImportError) as err:
         raise ConfigError(str(err)) from err
     backends = dict(motion_backend=backend_info(motion), audio_backend=backend_info(audio))
-    frame_shape = list(audio.frame_shape)
-    del motion, audio
+    return tasks, backends, list(audio.frame_shape)
 
+
+def run(cfg: ShardConfig, progress: bool = True) -> dict:
+    """Process this task's slice of the corpus and finalise its folder; returns a summary dict."""
+    tasks, backends, frame_shape = prepare(cfg)
     out = task_dir(cfg)
     writer = ShardSetWriter(
         out, cfg.output.shard_max_clips, int(cfg.output.shard_max_mb * 2**20), cfg.output.retry_failed
@@ -379,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. workers=4 output.dir=out")
     parser.add_argument("--merge", action="store_true", help="merge the task folders of a Slurm array run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check the config, list the inputs per split, write nothing"
+    )
     return parser
 
 
@@ -392,7 +398,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {err}", file=sys.stderr)
         return 2
     try:
-        summary = merge(cfg) if args.merge else run(cfg, progress=not args.no_progress)
+        if args.dry_run:
+            tasks, backends, _ = prepare(cfg)
+            per_split = {split: sum(t.split == split for t in tasks) for split in SPLITS}
+            summary = {"inputs": per_split, **backends}
+        else:
+            summary = merge(cfg) if args.merge else run(cfg, progress=not args.no_progress)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2

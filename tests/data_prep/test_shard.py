@@ -11,9 +11,11 @@ import pytest
 import webdataset as wds
 from conftest import shard_config, talking_video
 
+from data_prep.config import ShardConfig
 from data_prep.shard import main, merge, run
 from data_prep.writer import completed_shards, read_jsonl
-from moda_train.motion_layout import EMOTIONS, MOTION_DIM, NULL_EMOTION, TRANSLATION
+from moda_train.config import CONFIGS_ROOT, load_config
+from moda_train.motion_layout import EMOTIONS, MOTION_DIM, NULL_EMOTION, ROTATION, TRANSLATION
 
 META_FIELDS = {
     "corpus", "source", "speaker", "start_s", "end_s", "fps", "num_frames", "split", "emotion",
@@ -58,6 +60,8 @@ def sharded(corpus) -> tuple[dict, Path]:
 
 def read_split(out: Path, split: str) -> list[dict]:
     urls = [str(p) for p in completed_shards(out) if p.name.startswith(f"{split}-")]
+    if not urls:
+        return []
     return list(wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode("rgb8"))
 
 
@@ -152,3 +156,28 @@ def test_cli_help_lists_every_key(capsys):
     for key in ("input.layout", "output.shard_max_clips", "clip.min_seconds", "split.val_fraction",
                 "face.crop_size", "motion.backend", "audio.backend", "workers", "num_tasks"):  # fmt: skip
         assert key in text
+
+
+@pytest.mark.slow
+def test_demo_corpus_lips_follow_speech_and_sway_shows_in_pose(tmp_path):
+    """The shipped demo config on a 2-video demo corpus: the animated mouth moves the lip dimensions in time
+    with the speech envelope, and the head sway shows up in rotation and translation."""
+    from data_prep.demo_corpus import build_corpus as build_demo
+
+    videos = tmp_path / "videos"
+    build_demo(videos, num_videos=2, num_speakers=2, seconds=4.0, seed=0, workers=1, progress=False)
+    overrides = [f"input.root={videos}", f"input.annotations={videos / 'labels.csv'}", f"output.dir={tmp_path}/s"]
+    cfg, _ = load_config(CONFIGS_ROOT / "data_prep" / "demo.yaml", [*overrides, "workers=0"], schema=ShardConfig)
+    run(cfg, progress=False)
+    samples = [s for split in ("train", "val", "test") for s in read_split(tmp_path / "s", split)]
+    assert len(samples) == 2
+    for sample in samples:
+        motion, stem = sample["motion.npy"], Path(sample["meta.json"]["source"]).stem
+        envelope = np.load(videos / f"{stem}.envelope.npy")[: len(motion)]
+        sway = np.load(videos / f"{stem}.sway.npy")[: len(motion)]  # roll (degrees), x, y shift (pixels)
+        # Mouth opening: lower inner lip (keypoint 17) minus upper inner lip (keypoint 12), vertical axis.
+        opening = motion[:, 3 * 17 + 1] - motion[:, 3 * 12 + 1]
+        assert np.corrcoef(opening, envelope)[0, 1] > 0.8
+        assert np.corrcoef(motion[:, ROTATION.start + 2], sway[:, 0])[0, 1] > 0.9
+        assert np.corrcoef(motion[:, TRANSLATION.start], sway[:, 1])[0, 1] > 0.7
+        assert np.corrcoef(motion[:, TRANSLATION.start + 1], sway[:, 2])[0, 1] > 0.8
