@@ -22,7 +22,10 @@ from moda_train.launch.strategies import build_strategy
 from moda_train.lit.callbacks import ThroughputLogger
 
 # task -> LightningModule class; every module takes (config dict, motion stats).
-MODULES = {"mmdit": "moda_train.lit.module:MoDALightningModule"}
+MODULES = {
+    "mmdit": "moda_train.lit.module:MoDALightningModule",
+    "alse": "moda_train.lit.alse_module:ALSELightningModule",
+}
 
 
 def run_name(train: TrainConfig, experiment_path: str | Path) -> str:
