@@ -114,7 +114,6 @@ class LandmarksMotionExtractor(MotionExtractor):
     def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
         import mediapipe as mp
 
-        self._face_mesh = mp.solutions.face_mesh
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_confidence = min_tracking_confidence
         self.version = f"mediapipe-{mp.__version__}:facemesh468:kp21-v1"
@@ -122,12 +121,14 @@ class LandmarksMotionExtractor(MotionExtractor):
     def detect(self, frames: np.ndarray) -> np.ndarray:
         """FaceMesh landmarks of each frame, tracking through the clip: float64 [T, 468, 3] crop-normalised
         coordinates (see `pose`), NaN where no face was found."""
+        from mediapipe.python.solutions.face_mesh import FaceMesh  # not kept on self: extractors must pickle
+
         frames = check_frames(frames, 0)
         size = frames.shape[1]
         landmarks = np.full((len(frames), 468, 3), np.nan)
         # A fresh tracker per clip: results depend only on this clip's frames (deterministic, order-free across
         # clips).
-        with self._face_mesh.FaceMesh(
+        with FaceMesh(
             static_image_mode=False,
             max_num_faces=1,
             refine_landmarks=False,

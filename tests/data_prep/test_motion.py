@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import cv2
 import numpy as np
 import pytest
@@ -104,8 +106,9 @@ def test_lip_dimensions_follow_the_mouth(clip, extracted):
     assert lip_motion > 3 * sequence.motion[:, eye_brow].std(0).mean()
 
 
-def test_deterministic(clip, extractor, extracted):
-    again = extractor.extract(clip[0], ref_index=0)
+def test_deterministic_and_picklable(clip, extractor, extracted):
+    # Pickled as the shard pipeline's worker processes receive it, then run on the same frames.
+    again = pickle.loads(pickle.dumps(extractor)).extract(clip[0], ref_index=0)
     np.testing.assert_array_equal(again.motion, extracted[0].motion)
     np.testing.assert_array_equal(again.identity, extracted[0].identity)
 
