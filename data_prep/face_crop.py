@@ -9,7 +9,6 @@ the crops (and so in the motion's translation), and the crop never jumps.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -71,15 +70,13 @@ def sample_indices(num_frames: int, every: int) -> np.ndarray:
     return indices if indices[-1] == num_frames - 1 else np.append(indices, num_frames - 1)
 
 
-def track_face(
-    detector: FaceDetector, frames: Iterable[np.ndarray], indices: np.ndarray, num_frames: int, fps: float
+def track_from_detections(
+    detections: list[np.ndarray], indices: np.ndarray, num_frames: int, fps: float, cfg: FaceConfig
 ) -> FaceTrack:
-    """Detect on the frames at `indices` (given in that order) and build the smoothed crop track over all
-    `num_frames`; raise BadInput when faces are missing or several too often."""
-    cfg = detector.cfg
+    """The smoothed crop track over all `num_frames` from the detector's faces at `indices`; raise BadInput when
+    faces are missing or several too often."""
     found_at, boxes, missing, multiple = [], [], 0, 0
-    for index, frame in zip(indices, frames, strict=True):
-        faces = detector.detect(frame)
+    for index, faces in zip(indices, detections, strict=True):
         if len(faces) == 0:
             missing += 1
             continue

@@ -16,8 +16,10 @@ import logging
 import math
 import multiprocessing
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from tqdm import tqdm
 
 from data_prep.config import FPS, SAMPLE_RATE, ShardConfig
 from data_prep.decode import BadInput, FrameReader, VideoInfo, chunk_size, output_times, probe, read_audio
-from data_prep.face_crop import FaceDetector, crop_frames, sample_indices, track_face
+from data_prep.face_crop import FaceDetector, crop_frames, sample_indices, track_from_detections
 from data_prep.layouts import ClipSource, list_sources
 from data_prep.splits import SPLITS, speaker_splits
 from data_prep.stats import merge_stats, shard_moments, stats_dict, write_stats
@@ -61,6 +63,40 @@ class Outcome:
     frames: int = 0
     reason: str = ""
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class SourceResult:
+    """Everything one clip source produced, plus the CPU seconds each stage spent on it."""
+
+    outcomes: list[Outcome]
+    cpu: dict[str, float]
+
+
+class StageClock:
+    """CPU seconds per pipeline stage: process time, so every thread of this process counts (mediapipe and
+    ffmpeg run their own threads), time spent waiting does not."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        begin = time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.process_time() - begin
+
+    def timed(self, stage: str, items: Iterator) -> Iterator:
+        """Yield from `items`, charging the time spent producing each item (e.g. decoding) to `stage`."""
+        iterator = iter(items)
+        while True:
+            with self(stage):
+                item = next(iterator, None)
+            if item is None:
+                return
+            yield item
 
 
 @dataclass
@@ -102,11 +138,17 @@ class ClipProcessor:
         self.motion, self.audio = build_extractors(cfg)
         self.detector = FaceDetector(cfg.face)
 
-    def process(self, task: Task) -> list[Outcome]:
+    def process(self, task: Task) -> SourceResult:
         """All clips of a source (skipping finished ones); a bad source gives one failed outcome."""
+        self.clock = StageClock()
+        outcomes = self._process(task)
+        return SourceResult(outcomes, dict(self.clock.seconds))
+
+    def _process(self, task: Task) -> list[Outcome]:
         source = task.source
         try:
-            info = probe(source.path)
+            with self.clock("decode"):
+                info = probe(source.path)
             if not info.has_audio:
                 raise BadInput("no audio stream: the video is silent, a talking-head clip needs speech")
             end = source.end_s if source.end_s is not None else info.duration_s
@@ -147,26 +189,33 @@ class ClipProcessor:
         self, source: ClipSource, split: str, key: str, info: VideoInfo, start: float, stop: float
     ) -> tuple[dict[str, bytes | str], int]:
         """Decode, crop, extract and encode one clip [start, stop)."""
-        cfg = self.cfg
+        cfg, clock = self.cfg, self.clock
         num_frames = int(math.floor((stop - start) * FPS + 1e-6))
         times = output_times(start, num_frames, FPS)
-        wave = read_audio(source.path, start, start + num_frames / FPS, SAMPLE_RATE)
+        with clock("decode"):
+            wave = read_audio(source.path, start, start + num_frames / FPS, SAMPLE_RATE)
 
         reader = FrameReader(source.path)
         chunk = chunk_size(info.width, info.height)
         detect_at = sample_indices(num_frames, cfg.face.detect_every)
-        sampled = (frame for block in reader.read(times[detect_at], chunk) for frame in block)
-        track = track_face(self.detector, sampled, detect_at, num_frames, FPS)
+        detections = []
+        for block in clock.timed("decode", reader.read(times[detect_at], chunk)):
+            with clock("face"):
+                detections.extend(self.detector.detect(frame) for frame in block)
+        with clock("face"):
+            track = track_from_detections(detections, detect_at, num_frames, FPS, cfg.face)
 
         motion, valid, identity, ref = [], [], None, None
         position = 0
-        for frames in reader.read(times, min(chunk, cfg.motion.chunk_frames)):
-            crops = crop_frames(frames, track.boxes[position : position + len(frames)], cfg.face.crop_size)
+        for frames in clock.timed("decode", reader.read(times, min(chunk, cfg.motion.chunk_frames))):
+            with clock("face"):
+                crops = crop_frames(frames, track.boxes[position : position + len(frames)], cfg.face.crop_size)
             position += len(frames)
             # The reference frame goes first in every later chunk so expression stays relative to one frame.
             first = ref is None
             ref = crops[0] if first else ref
-            seq = self._extract_motion(crops if first else np.concatenate([ref[None], crops]))
+            with clock("motion"):
+                seq = self._extract_motion(crops if first else np.concatenate([ref[None], crops]))
             identity = seq.identity if first else identity
             motion.append(seq.motion[0 if first else 1 :])
             valid.append(seq.valid[0 if first else 1 :])
@@ -176,7 +225,8 @@ class ClipProcessor:
         if invalid > cfg.motion.max_invalid_fraction:
             raise BadInput(f"face landmarks not found in {invalid:.0%} of the frames")
 
-        audio = np.asarray(self.audio.extract(wave, num_frames))
+        with clock("audio"):
+            audio = np.asarray(self.audio.extract(wave, num_frames))
         if audio.shape[0] != num_frames or audio.dtype != np.float16:
             raise RuntimeError(
                 f"audio extractor returned {audio.dtype} {audio.shape}, expected float16 [{num_frames}, L, D]"
@@ -204,18 +254,21 @@ class ClipProcessor:
             "variable_frame_rate": info.variable_frame_rate,
             "valid_fraction": round(float(valid.mean()), 4),
         }
-        ok, jpeg = cv2.imencode(
-            ".jpg", cv2.cvtColor(ref, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-        )
-        sample = {
-            "__key__": key,
-            "motion.npy": encode_npy(motion),
-            "audio.npy": encode_npy(audio.astype(np.float16)),
-            "identity.npy": encode_npy(np.asarray(identity, dtype=np.float32)),
-            "ref.jpg": jpeg.tobytes(),
-            "emotion.cls": str(source.emotion).encode(),
-            "meta.json": json.dumps(meta, sort_keys=True).encode(),
-        }
+        with clock("write"):
+            ok, jpeg = cv2.imencode(
+                ".jpg", cv2.cvtColor(ref, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+            )
+            if not ok:
+                raise RuntimeError("JPEG encoding of the reference crop failed")
+            sample = {
+                "__key__": key,
+                "motion.npy": encode_npy(motion),
+                "audio.npy": encode_npy(audio.astype(np.float16)),
+                "identity.npy": encode_npy(np.asarray(identity, dtype=np.float32)),
+                "ref.jpg": jpeg.tobytes(),
+                "emotion.cls": str(source.emotion).encode(),
+                "meta.json": json.dumps(meta, sort_keys=True).encode(),
+            }
         return sample, num_frames
 
 
@@ -236,7 +289,7 @@ def _init_worker(cfg: ShardConfig) -> None:
     _WORKER = ClipProcessor(cfg)
 
 
-def _work(task: Task) -> list[Outcome]:
+def _work(task: Task) -> SourceResult:
     return _WORKER.process(task)
 
 
@@ -258,7 +311,7 @@ def plan(cfg: ShardConfig) -> list[Task]:
     return [Task(s, splits[s.speaker]) for s in sources[cfg.task_index :: cfg.num_tasks]]
 
 
-def _run_tasks(cfg: ShardConfig, tasks: list[Task], progress: bool) -> Iterator[list[Outcome]]:
+def _run_tasks(cfg: ShardConfig, tasks: list[Task], progress: bool) -> Iterator[SourceResult]:
     if cfg.workers == 0:
         processor = ClipProcessor(cfg)
         for task in tqdm(tasks, unit="video", disable=not progress):
@@ -301,14 +354,37 @@ def run(cfg: ShardConfig, progress: bool = True) -> dict:
         if t.source.key not in writer.done_keys
     ]
     log.info("%d sources in this task, %d to process, output %s", len(tasks), len(todo), out)
-    for outcomes in _run_tasks(cfg, todo, progress):
-        for outcome in outcomes:
+    cpu: dict[str, float] = defaultdict(float)
+    new_frames = 0
+    for result in _run_tasks(cfg, todo, progress):
+        for stage, seconds in result.cpu.items():
+            cpu[stage] += seconds
+        begin = time.process_time()
+        for outcome in result.outcomes:
             if outcome.sample is not None:
                 writer.write(outcome.split, outcome.sample, {"source": outcome.source, "frames": outcome.frames})
+                new_frames += outcome.frames
             else:
                 writer.fail(outcome.source, outcome.key, outcome.reason, split=outcome.split, **outcome.extra)
+        cpu["write"] += time.process_time() - begin
+    begin = time.process_time()
     writer.close()
-    return finalize(out, writer.rows, writer.failures, backends, frame_shape)
+    cpu["write"] += time.process_time() - begin
+    summary = finalize(out, writer.rows, writer.failures, backends, frame_shape)
+    summary["this_run"] = throughput(new_frames / FPS, cpu)
+    return summary
+
+
+def throughput(video_seconds: float, cpu: dict[str, float]) -> dict:
+    """Seconds of video prepared per CPU-second, per stage and overall, for the clips this run wrote."""
+    stages = ("decode", "face", "motion", "audio", "write")
+    total = sum(cpu.get(stage, 0.0) for stage in stages)
+    rate = {stage: round(video_seconds / cpu[stage], 2) if cpu.get(stage) else None for stage in stages}
+    return {
+        "video_seconds": round(video_seconds, 2),
+        "cpu_seconds": {stage: round(cpu.get(stage, 0.0), 3) for stage in stages},
+        "video_seconds_per_cpu_second": {**rate, "all": round(video_seconds / total, 3) if total else None},
+    }
 
 
 def finalize(out: Path, rows: list[dict], failures: list[dict], backends: dict, frame_shape: list[int]) -> dict:
