@@ -1,11 +1,15 @@
 """The `liveportrait` motion backend: LivePortrait's motion extractor (implicit keypoints, expression, pose).
 
 The checkpoint comes from a local path (the `path` option or the MODA_LIVEPORTRAIT_PATH environment variable):
-LivePortrait's `motion_extractor.pth` (or the folder that holds it). Nothing is downloaded.
+LivePortrait's `motion_extractor.pth`, or the folder that holds it. Nothing is downloaded.
 
-FIXME(data_prep): the network (ConvNeXt-V2 backbone; heads for 21 canonical keypoints, 63 expression deltas,
-66-bin pitch/yaw/roll, scale and translation) arrives with the neural renderer work. Until then this backend
-checks its weights and then refuses to run, saying so, rather than producing motion of another kind.
+Per frame the network gives canonical keypoints kp, expression exp, pitch/yaw/roll, scale s and translation t;
+the motion is (exp, s, tx, ty, 0, pitch, yaw, roll) as in MoDA, and identity = kp of the reference frame.
+LivePortrait places keypoints in the image as `s * (kp @ R.T + exp) + t`, its expression added after the rotation.
+By default the expression is rotated back into the canonical frame (`exp @ R`), so that this backend shares the
+framework's convention `s * (kp + exp) @ R.T + t` (see `pose`) with the `landmarks` backend, the renderer and
+`motion_to_image_keypoints`. `native_expression=True` keeps LivePortrait's own expression instead, as MoDA's
+released model was trained on it; the choice is part of `.version`, so shards record it.
 """
 
 from __future__ import annotations
@@ -15,10 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import MotionExtractor, MotionSequence
+from moda_train.motion_layout import EXPRESSION, MOTION_DIM, NUM_KEYPOINTS, ROTATION, SCALE, TRANSLATION
+
+from .base import MotionExtractor, MotionSequence, check_frames
+from .pose import rotation_matrix
 
 LIVEPORTRAIT_PATH_ENV = "MODA_LIVEPORTRAIT_PATH"
 CHECKPOINT_NAME = "motion_extractor.pth"
+INPUT_SIZE = 256
 
 
 def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
@@ -40,18 +48,79 @@ def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
 
 
 class LivePortraitMotionExtractor(MotionExtractor):
-    """LivePortrait's motion extractor behind the common interface (weights required; see the module FIXME)."""
+    """LivePortrait's motion extractor M behind the common interface (see the module docstring)."""
 
     name = "liveportrait"
 
-    def __init__(self, path: str | os.PathLike | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        device: str = "cpu",
+        batch_size: int = 16,
+        native_expression: bool = False,
+    ) -> None:
+        import torch
+
+        from .liveportrait_net import net_from_state_dict
+
         self.checkpoint = resolve_checkpoint(path)
+        state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        state = state.get("model", state) if isinstance(state, dict) else state
+        # LivePortrait saves its MotionExtractor wrapper, whose network sits under `detector.`.
+        state = {key.removeprefix("detector."): value for key, value in state.items()}
+        try:
+            self.net = net_from_state_dict(state)
+        except (KeyError, RuntimeError) as err:
+            raise ValueError(
+                f"{self.checkpoint} is not a LivePortrait motion-extractor checkpoint: {err}"
+            ) from err
+        if self.net.fc_kp.out_features != 3 * NUM_KEYPOINTS:
+            raise ValueError(f"{self.checkpoint} predicts {self.net.fc_kp.out_features // 3} keypoints, not 21")
+        self.net.eval().to(device)
         self.device = device
-        self.version = f"liveportrait:{self.checkpoint.name}"
-        raise NotImplementedError(
-            f"found LivePortrait weights at {self.checkpoint}, but the LivePortrait motion-extractor network is "
-            "not implemented in this release; use the `landmarks` motion backend"
-        )
+        self.batch_size = batch_size
+        self.native_expression = native_expression
+        frame = "native" if native_expression else "canonical"
+        self.version = f"liveportrait:{self.checkpoint.name}:{frame}-expression"
+
+    def raw_outputs(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """The network's per-frame outputs, float64: kp [T, 21, 3], exp [T, 21, 3], angles [T, 3] (pitch, yaw,
+        roll degrees), scale [T], t [T, 3]. Frames must be 256 px crops (LivePortrait's input size)."""
+        import torch
+
+        from .liveportrait_net import bins_to_degrees
+
+        frames = check_frames(frames, 0)
+        if frames.shape[1] != INPUT_SIZE:
+            raise ValueError(f"the liveportrait backend takes {INPUT_SIZE} px crops, got {frames.shape[1]} px")
+        parts: dict[str, list] = {key: [] for key in ("kp", "exp", "angles", "scale", "t")}
+        with torch.inference_mode():
+            for start in range(0, len(frames), self.batch_size):
+                batch = torch.from_numpy(frames[start : start + self.batch_size]).to(self.device)
+                out = self.net(batch.permute(0, 3, 1, 2).float() / 255.0)
+                angles = torch.stack([bins_to_degrees(out[k]) for k in ("pitch", "yaw", "roll")], dim=1)
+                for key, value in (
+                    ("kp", out["kp"].reshape(-1, NUM_KEYPOINTS, 3)),
+                    ("exp", out["exp"].reshape(-1, NUM_KEYPOINTS, 3)),
+                    ("angles", angles),
+                    ("scale", out["scale"][:, 0]),
+                    ("t", out["t"]),
+                ):
+                    parts[key].append(value.double().cpu().numpy())
+        return {key: np.concatenate(value) for key, value in parts.items()}
 
     def extract(self, frames: np.ndarray, ref_index: int = 0) -> MotionSequence:
-        raise NotImplementedError("the LivePortrait motion-extractor network is not implemented in this release")
+        frames = check_frames(frames, ref_index)
+        raw = self.raw_outputs(frames)
+        expression = raw["exp"]
+        if not self.native_expression:
+            # kp @ R.T + exp == (kp + exp @ R) @ R.T, since R @ R.T = I.
+            expression = expression @ rotation_matrix(raw["angles"])
+        motion = np.zeros((len(frames), MOTION_DIM))
+        motion[:, EXPRESSION] = expression.reshape(len(frames), -1)
+        motion[:, SCALE] = raw["scale"][:, None]
+        motion[:, TRANSLATION] = raw["t"] * [1.0, 1.0, 0.0]  # tz is kept at 0, as in MoDA
+        motion[:, ROTATION] = raw["angles"]
+        identity = raw["kp"][ref_index].reshape(-1)
+        valid = np.ones(len(frames), dtype=bool)  # the network has no notion of "no face": the crop decides
+        return MotionSequence(motion.astype(np.float32), identity.astype(np.float32), valid)

@@ -168,3 +168,48 @@ def test_unknown_backend_and_options():
         get_motion_extractor("dlib")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['refine'\]"):
         get_motion_extractor("landmarks", refine=True)
+
+
+@pytest.fixture(scope="module")
+def random_liveportrait(tmp_path_factory):
+    """A small random network of LivePortrait's motion-extractor design, saved as LivePortrait saves its weights
+    (`detector.` keys); the released ConvNeXt-V2-tiny loads the same way, only slower to run on CPU."""
+    import torch
+
+    from data_prep.motion.liveportrait_net import LivePortraitMotionNet
+
+    torch.manual_seed(0)
+    net = LivePortraitMotionNet(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128))
+    with torch.no_grad():  # spread the pose logits so the angles are not all at the bins' centre
+        for head in (net.fc_pitch, net.fc_yaw, net.fc_roll):
+            head.weight.mul_(50)
+    folder = tmp_path_factory.mktemp("liveportrait")
+    torch.save({f"detector.{k}": v for k, v in net.state_dict().items()}, folder / "motion_extractor.pth")
+    return folder
+
+
+def test_liveportrait_loads_released_layout_and_shares_the_convention(random_liveportrait, clip):
+    frames = clip[0][:3]
+    extractor = get_motion_extractor("liveportrait", path=random_liveportrait, batch_size=2)
+    sequence = extractor.extract(frames, ref_index=1)
+    assert sequence.motion.shape == (3, 70) and sequence.identity.shape == (63,) and sequence.valid.all()
+    assert (sequence.motion[:, 66] == 0).all() and "canonical" in extractor.version
+    # LivePortrait's own placement of the keypoints, straight from the network outputs ...
+    raw = extractor.raw_outputs(frames)
+    kp = raw["kp"][1]  # the reference frame's canonical keypoints
+    placed = raw["scale"][:, None, None] * (kp @ rotation_matrix(raw["angles"]).transpose(0, 2, 1) + raw["exp"])
+    placed = normalised_to_pixels(placed[..., :2] + raw["t"][:, None, :2], CROP)
+    # ... equals the framework's convention applied to the backend's motion.
+    driven = motion_to_image_keypoints(sequence.motion, sequence.identity, crop_size=CROP)
+    np.testing.assert_allclose(driven, placed, atol=1e-3)
+    assert np.ptp(sequence.motion[:, 67:], axis=0).max() > 0  # the pose heads do respond to the frames
+    native = get_motion_extractor("liveportrait", path=random_liveportrait, native_expression=True).extract(frames)
+    np.testing.assert_allclose(native.motion[:, :63], raw["exp"].reshape(3, 63), atol=1e-5)
+
+
+def test_liveportrait_rejects_other_checkpoints(tmp_path):
+    import torch
+
+    torch.save({"detector.fc.weight": torch.zeros(2, 2)}, tmp_path / "motion_extractor.pth")
+    with pytest.raises(ValueError, match="is not a LivePortrait motion-extractor checkpoint"):
+        get_motion_extractor("liveportrait", path=tmp_path)
