@@ -1,0 +1,193 @@
+"""The LightningModule that trains the motion VAE: a thin shell around the VAE, its EMA copy and the loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import grad_norm
+from torch import Tensor
+from torchmetrics import MeanAbsoluteError, MeanSquaredError
+from typing_extensions import override
+
+from moda_train.config import config_from_dict
+from moda_train.data.normalization import MotionStats
+from moda_train.experiment import VAEExperiment
+from moda_train.lit.ema import make_ema, update_ema
+from moda_train.lit.figures import motion_curves
+from moda_train.lit.optim import configure_adamw
+from moda_train.models.latent_space import LatentMoments
+from moda_train.models.motion_vae import MotionVAE, kl_to_standard_normal
+from moda_train.models.vae_config import VAEConfig
+from moda_train.motion_layout import LIP_DIMS, group_indices
+
+FIGURE_WINDOWS = 4  # validation windows drawn in the TensorBoard figure
+STAGE_IDS = {"train": 0, "val": 1}
+
+
+def vae_loss(
+    model: MotionVAE,
+    motion: Tensor,
+    cfg: VAEConfig,
+    dim_weights: Tensor,
+    kl_weight: float,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """Named loss terms plus `loss` for normalised motion [B, T, D].
+
+    recon: MSE weighted per dimension (`dim_weights`, the lip dimensions weigh more); velocity: MSE of the
+    frame-to-frame differences; kl: nats per latent number. With free bits, each latent channel's KL (averaged
+    over batch and time) is floored at `kl_free_bits` inside the loss, so channels under it get no KL gradient.
+    """
+    recon, mean, logvar = model(motion, generator)
+    error = (recon - motion).square()
+    velocity = (
+        (recon.diff(dim=1) - motion.diff(dim=1)).square().mean() if motion.shape[1] > 1 else error.new_zeros(())
+    )
+    kl_per_channel = kl_to_standard_normal(mean, logvar).mean(dim=(0, 1))  # [C]
+    kl_penalised = kl_per_channel.clamp(min=cfg.kl_free_bits).mean()
+    recon_term = (error * dim_weights).mean()
+    return {
+        "loss": recon_term + cfg.velocity_weight * velocity + kl_weight * kl_penalised,
+        "recon": recon_term,
+        "mse": error.mean(),
+        "velocity": velocity,
+        "kl": kl_per_channel.mean(),
+        "kl_weight": error.new_tensor(kl_weight),
+    }
+
+
+class MotionVAELightningModule(L.LightningModule):
+    """Holds `model`, its EMA copy, the motion statistics and the latent statistics; steps share `_shared_step`.
+
+    `config` is the resolved experiment as a plain dict, saved as the checkpoint's hyperparameters, so
+    `MotionVAELightningModule.load_from_checkpoint(path)` rebuilds the same VAE with no other file. Validation
+    runs the EMA model and, at its end, stores the per-channel statistics of the posterior means over the
+    validation windows in `latent_mean` / `latent_std` (what `LatentSpace.from_checkpoint` standardises with).
+    """
+
+    def __init__(self, config: dict[str, Any], stats: MotionStats | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config})
+        self.cfg: VAEExperiment = config_from_dict(config, VAEExperiment)
+        vae = self.cfg.vae
+        self.model = MotionVAE(vae)
+        self.ema = make_ema(self.model)
+        # Saved in every checkpoint: real-unit metrics and downstream users need the normalisation trained with.
+        stats = stats or MotionStats.from_arrays([0.0] * vae.motion_dim, [1.0] * vae.motion_dim)
+        self.register_buffer("motion_mean", torch.as_tensor(stats.mean))
+        self.register_buffer("motion_std", torch.as_tensor(stats.std))
+        self.register_buffer("latent_mean", torch.zeros(vae.latent_dim))
+        self.register_buffer("latent_std", torch.ones(vae.latent_dim))
+        self.register_buffer("latent_count", torch.zeros(()))  # latent frames the statistics came from; 0 = none
+        dim_weights = torch.ones(vae.motion_dim)
+        dim_weights[list(LIP_DIMS)] = vae.lip_weight
+        self.register_buffer("dim_weights", dim_weights, persistent=False)
+        self.groups = group_indices()
+        # Per-dimension errors over the whole validation set (torchmetrics sums them over ranks).
+        self.val_abs_error = MeanAbsoluteError(num_outputs=vae.motion_dim)  # real units
+        self.val_sq_error = MeanSquaredError(num_outputs=vae.motion_dim)  # normalised units = error / data std
+        self._latent_moments: LatentMoments | None = None
+        self._ema_step = 0
+
+    def _generator(self, batch_idx: int, stage: str) -> torch.Generator:
+        """Posterior noise comes from a generator seeded by the data position (not a running RNG), so a resumed
+        run draws what an uninterrupted one would, and validation draws the same noise every time."""
+        rank = self.global_rank if stage == "train" else 0
+        epoch = self.current_epoch if stage == "train" else 0
+        key = [self.cfg.train.seed, STAGE_IDS[stage], rank, epoch, batch_idx]
+        seed = int(np.random.SeedSequence(key).generate_state(1, dtype=np.uint64)[0] >> 1)
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def _shared_step(self, batch: dict, batch_idx: int, stage: str) -> Tensor:
+        model = self.model if stage == "train" else self.ema
+        kl_weight = self.cfg.vae.kl_weight_at(self.global_step)
+        terms = vae_loss(
+            model, batch["motion"], self.cfg.vae, self.dim_weights, kl_weight, self._generator(batch_idx, stage)
+        )
+        self.log_dict(
+            {f"{stage}/{name}": value for name, value in terms.items()},
+            prog_bar=False,
+            on_step=stage == "train",
+            on_epoch=stage != "train",
+            batch_size=len(batch["motion"]),
+            sync_dist=stage != "train",
+        )
+        return terms["loss"]
+
+    @override
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        if "num_skipped" in batch:
+            self.log("data/skipped_samples", batch["num_skipped"].float(), on_step=True)
+        return self._shared_step(batch, batch_idx, "train")
+
+    @override
+    def on_validation_epoch_start(self) -> None:
+        self._latent_moments = LatentMoments(self.cfg.vae.latent_dim, self.device)
+
+    @override
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._shared_step(batch, batch_idx, "val")
+        motion = batch["motion"]
+        with torch.no_grad():
+            mean, _ = self.ema.encode(motion)
+            recon = self.ema.decode(mean)  # the deterministic reconstruction a user of the latents gets
+        self._latent_moments.update(mean)
+        dim = motion.shape[-1]
+        self.val_sq_error.update(recon.reshape(-1, dim), motion.reshape(-1, dim))
+        recon_real, truth_real = self.denormalize(recon), self.denormalize(motion)
+        self.val_abs_error.update(recon_real.reshape(-1, dim), truth_real.reshape(-1, dim))
+        experiment = getattr(self.logger, "experiment", None)
+        if batch_idx == 0 and self.global_rank == 0 and hasattr(experiment, "add_figure"):
+            count = min(FIGURE_WINDOWS, len(motion))
+            figure = motion_curves(
+                recon_real[:count].float().cpu().numpy(),
+                truth_real[:count].float().cpu().numpy(),
+                batch["key"][:count],
+            )
+            experiment.add_figure("val/reconstruction_curves", figure, global_step=self.global_step)
+
+    @override
+    def on_validation_epoch_end(self) -> None:
+        abs_error, sq_error = self.val_abs_error.compute(), self.val_sq_error.compute()
+        for group, indices in self.groups.items():
+            self.log(f"val/{group}_mae", abs_error[indices].mean())
+        # The headline figure: lip RMSE relative to the data's own spread (1.0 = no better than the mean pose).
+        self.log("val/lip_rmse_over_std", sq_error[list(LIP_DIMS)].sqrt().mean())
+        self.val_abs_error.reset()
+        self.val_sq_error.reset()
+        moments = self._latent_moments
+        moments.sums = self.trainer.strategy.reduce(moments.sums, reduce_op="sum")
+        mean, std, count = moments.compute()
+        self.latent_mean.copy_(mean)
+        self.latent_std.copy_(std)
+        self.latent_count.fill_(count)
+
+    def normalize(self, motion: Tensor) -> Tensor:
+        return (motion - self.motion_mean) / self.motion_std
+
+    def denormalize(self, motion: Tensor) -> Tensor:
+        return motion * self.motion_std + self.motion_mean
+
+    @override
+    def on_train_start(self) -> None:
+        self._ema_step = self.global_step
+
+    @override
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        if self.global_step != self._ema_step:  # an optimizer step happened (not every micro-batch does)
+            update_ema(self.ema, self.model, self.cfg.optim.ema_decay)
+            self._ema_step = self.global_step
+
+    @override
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            norms = grad_norm(self.model, norm_type=2)
+            if norms:
+                self.log("train/grad_norm", norms["grad_2.0_norm_total"])
+
+    @override
+    def configure_optimizers(self) -> dict:
+        return configure_adamw(self.model.parameters(), self.cfg.optim, self.cfg.train.max_steps)
