@@ -24,6 +24,7 @@ from moda_train.lit.callbacks import ThroughputLogger
 # task -> LightningModule class; every module takes (config dict, motion stats).
 MODULES = {
     "mmdit": "moda_train.lit.module:MoDALightningModule",
+    "vae": "moda_train.lit.vae_module:MotionVAELightningModule",
     "alse": "moda_train.lit.alse_module:ALSELightningModule",
 }
 
