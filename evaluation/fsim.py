@@ -3,9 +3,11 @@
 Embedding: dlib's ResNet face descriptor (128-d, `dlib_face_recognition_resnet_model_v1.dat`) on the face aligned
 by dlib's 5-point predictor, both shipped offline by the `face_recognition_models` package (found on disk, not
 imported: its `__init__` needs pkg_resources). Faces are found by dlib's HOG frontal detector (largest face); our
-videos are face crops, so when the detector finds nothing the whole frame is used as the face box and the frame is
-counted in `fallback_frames` (recorded in the report). Per video: mean over the sampled generated frames of
-cos(reference, frame); the benchmark value is the mean over videos.
+generated videos are aligned to their reference, so when the detector finds nothing in a frame (blur, profile) the
+reference photo's face box (scaled to the frame size) is used instead, and the frame is counted in
+`fallback_frames` (recorded in the report); a reference without a detected face uses the whole image.
+Per video: mean over the sampled generated frames of cos(reference, frame); the benchmark value is the mean over
+videos.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ def fsim_weights_paths() -> list[Path]:
 
 
 class FaceEmbedder:
-    """`embedder(image uint8 [H, W, 3] RGB) -> (float64 [128] embedding, detected: bool)`."""
+    """`embedder(image uint8 [H, W, 3] RGB, fallback_box) -> (float64 [128] embedding, face box, detected)`.
+
+    A face box is (left, top, right, bottom) as fractions of the image size, so it transfers between sizes.
+    """
 
     def __init__(self) -> None:
         import dlib
@@ -40,17 +45,24 @@ class FaceEmbedder:
         self.shape = dlib.shape_predictor(str(shape))
         self.descriptor = dlib.face_recognition_model_v1(str(descriptor))
 
-    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, bool]:
+    def __call__(
+        self, image: np.ndarray, fallback_box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    ) -> tuple[np.ndarray, tuple[float, float, float, float], bool]:
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
         image = np.ascontiguousarray(image)
+        height, width = image.shape[:2]
         boxes = list(self.detector(image, 1))
         if boxes:
-            box = max(boxes, key=lambda b: b.width() * b.height())
+            b = max(boxes, key=lambda r: r.width() * r.height())
+            box = (b.left() / width, b.top() / height, b.right() / width, b.bottom() / height)
         else:
-            box = self._dlib.rectangle(0, 0, image.shape[1] - 1, image.shape[0] - 1)
-        embedding = np.asarray(self.descriptor.compute_face_descriptor(image, self.shape(image, box)), np.float64)
-        return embedding, bool(boxes)
+            box = fallback_box
+        rect = self._dlib.rectangle(
+            int(box[0] * width), int(box[1] * height), int(box[2] * width) - 1, int(box[3] * height) - 1
+        )
+        embedding = np.asarray(self.descriptor.compute_face_descriptor(image, self.shape(image, rect)), np.float64)
+        return embedding, box, bool(boxes)
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,10 +72,10 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 def fsim(embedder: FaceEmbedder, reference: np.ndarray, frames: np.ndarray) -> tuple[float, int]:
     """Mean cosine similarity of frames [N, H, W, 3] to the reference image, and how many used the fallback box."""
-    ref, _ = embedder(reference)
+    ref, ref_box, _ = embedder(reference)
     sims, fallbacks = [], 0
     for frame in frames:
-        emb, detected = embedder(frame)
+        emb, _, detected = embedder(frame, ref_box)
         sims.append(cosine_similarity(ref, emb))
         fallbacks += not detected
     return float(np.mean(sims)), fallbacks

@@ -81,9 +81,10 @@ def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
 _WORKER: VideoEvaluator | None = None
 
 
-def _init_worker(cfg: EvalConfig, enabled: set[str], threads: int) -> None:
+def _init_worker(cfg: EvalConfig, enabled: set[str]) -> None:
     global _WORKER
-    torch.set_num_threads(threads)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     _WORKER = VideoEvaluator(cfg, enabled)
 
 
@@ -121,19 +122,21 @@ def evaluate(cfg: EvalConfig, resolved: DictConfig | None = None, progress: bool
         total=len(clips), initial=len(records), desc="evaluating videos", unit="video", disable=not progress
     )
     if cfg.workers == 0:
-        global _WORKER
-        _WORKER = VideoEvaluator(cfg, enabled)
+        threads = torch.get_num_threads()
+        _init_worker(cfg, enabled)
         results = (_evaluate_one(c, cache_dir, prints[c.key]) for c in todo)
         for key, record, error in results:
             records[key] = record
             if error:
                 failures[key] = error
             bar.update()
+        torch.set_num_threads(threads)
     elif todo:
         # spawn, not fork: forked children inherit torch's thread pool state and can deadlock.
         context = multiprocessing.get_context("spawn")
-        init = (cfg, enabled, cfg.threads_per_worker)
-        with ProcessPoolExecutor(cfg.workers, mp_context=context, initializer=_init_worker, initargs=init) as pool:
+        with ProcessPoolExecutor(
+            cfg.workers, mp_context=context, initializer=_init_worker, initargs=(cfg, enabled)
+        ) as pool:
             futures = [pool.submit(_evaluate_one, c, cache_dir, prints[c.key]) for c in todo]
             for future in as_completed(futures):
                 key, record, error = future.result()
