@@ -20,6 +20,42 @@ NORM_EPS = 1e-6  # token norms (no affine), as released
 QK_NORM_EPS = 1e-5  # per-head query/key norms (with a learned scale), as released
 
 
+class _RMSNormFunction(torch.autograd.Function):
+    """RMSNorm with a hand-written backward, dx = rstd * (g - xhat * mean(g * xhat)) with g = dy * weight.
+
+    On CPU, F.rms_norm's backward is a graph of small pow/mean/mul ops; this is one pass fewer over the tokens
+    in each direction and about 1.5-3x faster there. Other devices keep torch's fused kernel (see `rms_norm`).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor | None, eps: float) -> Tensor:
+        ctx.in_dtype = x.dtype
+        x = x.to(torch.promote_types(x.dtype, torch.float32))  # half-precision inputs are normalised in fp32
+        rstd = torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)
+        xhat = x * rstd
+        ctx.save_for_backward(xhat, rstd, weight)
+        return (xhat if weight is None else xhat * weight).to(ctx.in_dtype)
+
+    @staticmethod
+    def backward(ctx, dy: Tensor) -> tuple[Tensor, Tensor | None, None]:
+        xhat, rstd, weight = ctx.saved_tensors
+        dy = dy.to(xhat.dtype)
+        dweight = None
+        if weight is not None:
+            if ctx.needs_input_grad[1]:
+                dweight = (dy * xhat).flatten(0, -2).sum(0).type_as(weight)
+            dy = dy * weight
+        dx = rstd * (dy - xhat * (dy * xhat).mean(-1, keepdim=True))
+        return dx.to(ctx.in_dtype), dweight, None
+
+
+def rms_norm(x: Tensor, weight: Tensor | None = None, eps: float = NORM_EPS) -> Tensor:
+    """RMS normalisation over the last dimension of x, times `weight` if given."""
+    if x.device.type == "cpu":
+        return _RMSNormFunction.apply(x, weight, eps)
+    return F.rms_norm(x, (x.shape[-1],), weight, eps)
+
+
 class RMSNorm(nn.Module):
     """RMS normalisation over the last dimension, with an optional learned per-channel scale."""
 
@@ -29,7 +65,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim)) if affine else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.rms_norm(x, (self.dim,), self.weight, self.eps)
+        return rms_norm(x, self.weight, self.eps)
 
 
 @dataclass
@@ -42,7 +78,7 @@ class ModulationOut:
 
     def norm_modulate(self, x: Tensor) -> Tensor:
         """RMS-normalise x [B, L, C] (no affine) and apply shift and scale."""
-        return torch.addcmul(self.shift, F.rms_norm(x, (x.shape[-1],), eps=NORM_EPS), 1 + self.scale)
+        return torch.addcmul(self.shift, rms_norm(x), 1 + self.scale)
 
     def gated_residual(self, x: Tensor, branch: Tensor) -> Tensor:
         """x + gate * branch."""
@@ -155,10 +191,8 @@ class MultiStreamBlock(nn.Module):
             StreamWeights(hidden_size, num_heads, mlp_ratio, qk_norm) for _ in range(num_streams)
         )
 
-    def forward(
-        self, xs: list[Tensor], c: Tensor, cos: Tensor, sin: Tensor, key_bias: Tensor | None = None
-    ) -> list[Tensor]:
-        """xs: one [B, L_s, C] per stream; c [B, C]; cos/sin [sum L_s, D/2] RoPE angles of the joint sequence."""
+    def forward(self, xs: list[Tensor], c: Tensor, freqs: Tensor, key_bias: Tensor | None = None) -> list[Tensor]:
+        """xs: one [B, L_s, C] per stream; c [B, C]; freqs [sum L_s, D/2] RoPE rotations of the joint sequence."""
         # Modulate and project every stream with its own weights.
         mods, qs, ks, vs = [], [], [], []
         for x, stream in zip(xs, self.streams, strict=True):
@@ -172,7 +206,7 @@ class MultiStreamBlock(nn.Module):
             vs.append(v)
 
         # Joint attention over the tokens of all streams.
-        attn = attention(torch.cat(qs, 2), torch.cat(ks, 2), torch.cat(vs, 2), cos, sin, key_bias)
+        attn = attention(torch.cat(qs, 2), torch.cat(ks, 2), torch.cat(vs, 2), freqs, key_bias)
 
         # Split back per stream; gated residuals for the attention and the MLP branch.
         outs = []
@@ -198,15 +232,22 @@ class SingleStreamBlock(nn.Module):
         self.q_norm = RMSNorm(head_dim, QK_NORM_EPS) if qk_norm else nn.Identity()
         self.k_norm = RMSNorm(head_dim, QK_NORM_EPS) if qk_norm else nn.Identity()
 
-    def forward(self, x: Tensor, c: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        """x [B, L, C], c [B, C], cos/sin [L, D/2] -> [B, L, C]."""
+    def forward(self, x: Tensor, c: Tensor, freqs: Tensor) -> Tensor:
+        """x [B, L, C], c [B, C], freqs [L, D/2] RoPE rotations -> [B, L, C]."""
         (mod,) = self.modulation(c)
-        # Modulate, then one projection gives q, k, v and the MLP's hidden layer.
-        qkv, mlp = self.linear1(mod.norm_modulate(x)).split([3 * self.hidden_size, self.mlp_hidden], dim=-1)
+        # Modulate, then one projection gives q, k, v and the MLP's hidden layer. It runs as two matmuls over
+        # row blocks of the fused weight so both outputs come out contiguous (GELU on a strided slice is slow).
+        h = mod.norm_modulate(x)
+        (w_qkv, w_mlp_in), (b_qkv, b_mlp_in) = (
+            p.split([3 * self.hidden_size, self.mlp_hidden]) for p in (self.linear1.weight, self.linear1.bias)
+        )
+        qkv, mlp = F.linear(h, w_qkv, b_qkv), F.linear(h, w_mlp_in, b_mlp_in)
         q, k, v = rearrange(qkv, "B L (K H D) -> K B H L D", K=3, H=self.num_heads)
-        attn = attention(self.q_norm(q), self.k_norm(k), v, cos, sin)
-        # One output projection over [attention, MLP activation], gated residual.
-        return mod.gated_residual(x, self.linear2(torch.cat((attn, F.gelu(mlp, approximate="tanh")), dim=-1)))
+        attn = attention(self.q_norm(q), self.k_norm(k), v, freqs)
+        # One output projection over [attention, MLP activation], as two matmuls into one sum: no concatenation.
+        w_attn, w_mlp_out = self.linear2.weight.split([self.hidden_size, self.mlp_hidden], dim=1)
+        out = F.linear(attn, w_attn, self.linear2.bias) + F.linear(F.gelu(mlp, approximate="tanh"), w_mlp_out)
+        return mod.gated_residual(x, out)
 
 
 class FinalLayer(nn.Module):
@@ -219,4 +260,4 @@ class FinalLayer(nn.Module):
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
         shift, scale = self.modulation(F.silu(c))[:, None, :].chunk(2, dim=-1)
-        return self.linear(torch.addcmul(shift, F.rms_norm(x, (x.shape[-1],), eps=NORM_EPS), 1 + scale))
+        return self.linear(torch.addcmul(shift, rms_norm(x), 1 + scale))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from moda_train.models.attention import copies_bias, rope_angles
+from moda_train.models.attention import copies_bias, rope_frequencies
 from moda_train.models.config import ModelConfig
 from moda_train.models.layers import (
     AudioEmbedder,
@@ -111,23 +111,23 @@ class MoDA(nn.Module):
 
         frames = torch.arange(T, device=x_t.device)
         zero = frames.new_zeros(1)
-        cos1, sin1 = self._rope(torch.cat([frames, frames, zero, zero]))  # [2T+2, D/2]
+        freqs1 = self._rope(torch.cat([frames, frames, zero, zero]))  # [2T+2, D/2]
         bias1 = copies_bias([2 * T, 2], [1, T], device=x_t.device)  # [2T+2] log(T) on emotion, identity
         for block in self.four_stream:
-            x, a, e, i = block([x, a, e, i], c, cos1, sin1, bias1)  # [B, T, H], [B, T, H], [B, 1, H], [B, 1, H]
+            x, a, e, i = block([x, a, e, i], c, freqs1, bias1)  # [B, T, H], [B, T, H], [B, 1, H], [B, 1, H]
 
         cond = torch.cat([a, e.expand(B, T, -1), i.expand(B, T, -1)], dim=1)  # [B, 3T, H]
-        cos, sin = self._rope(frames.repeat(4))  # [4T, D/2]
+        freqs = self._rope(frames.repeat(4))  # [4T, D/2]
         for block in self.two_stream:
-            x, cond = block([x, cond], c, cos, sin)  # [B, T, H], [B, 3T, H]
+            x, cond = block([x, cond], c, freqs)  # [B, T, H], [B, 3T, H]
 
         tokens = torch.cat([x, cond], dim=1)  # [B, 4T, H]
         for block in self.single_stream:
-            tokens = block(tokens, c, cos, sin)  # [B, 4T, H]
+            tokens = block(tokens, c, freqs)  # [B, 4T, H]
         return self.final(tokens[:, :T], c)  # [B, T, C]
 
-    def _rope(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        return rope_angles(positions, self.config.head_dim, self.config.rope_theta)
+    def _rope(self, positions: Tensor) -> Tensor:
+        return rope_frequencies(positions, self.config.head_dim, self.config.rope_theta)
 
     def _check_inputs(
         self,

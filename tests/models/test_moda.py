@@ -7,6 +7,7 @@ import torch
 from tiny_moda import TINY, tiny_inputs, tiny_model
 
 from moda_train.models import MoDA, ModelConfig, count_parameters
+from moda_train.models.attention import copies_bias, rope_frequencies
 from moda_train.models.layers import MultiStreamBlock, SingleStreamBlock
 
 # The released MoDA-B checkpoint (net-200.pth): 408 tensors, 372,983,878 parameters.
@@ -40,21 +41,20 @@ def test_every_block_is_the_identity_at_init():
     inputs = tiny_inputs(model, batch=2, frames=5)
     B, T, H = 2, 5, model.config.hidden_size
     c = torch.randn(B, H)
-    cos, sin = model._rope(torch.arange(4 * T) % T)
+    freqs = model._rope(torch.arange(4 * T) % T)
     for block in model.modules():
         if isinstance(block, MultiStreamBlock):
             xs = [torch.randn(B, n, H) for n in ([T, T, T, T] if len(block.streams) == 4 else [T, 3 * T])]
-            for x, y in zip(xs, block(xs, c, cos, sin), strict=True):
+            for x, y in zip(xs, block(xs, c, freqs), strict=True):
                 torch.testing.assert_close(y, x, rtol=0, atol=0)
         elif isinstance(block, SingleStreamBlock):
             x = torch.randn(B, 4 * T, H)
-            torch.testing.assert_close(block(x, c, cos, sin), x, rtol=0, atol=0)
+            torch.testing.assert_close(block(x, c, freqs), x, rtol=0, atol=0)
     assert not model(**inputs).any()  # zero final projection: v = 0 before any training
 
 
 def test_one_condition_token_equals_its_materialised_copies():
     """Stage 1 keeps one emotion and one identity token with a log(T) key bias instead of T identical copies."""
-    from moda_train.models.attention import copies_bias
 
     torch.manual_seed(0)
     T, H = 6, 32
@@ -64,12 +64,10 @@ def test_one_condition_token_equals_its_materialised_copies():
     x, a, e, i = torch.randn(2, T, H), torch.randn(2, T, H), torch.randn(2, 1, H), torch.randn(2, 1, H)
     c = torch.randn(2, H)
     frames = torch.arange(T)
-    from moda_train.models.attention import rope_angles
-
-    cos, sin = rope_angles(torch.cat([frames, frames, torch.zeros(2 * T, dtype=torch.long)]), 8, 256.0)
-    full = block([x, a, e.expand(2, T, H), i.expand(2, T, H)], c, cos, sin)
-    cos1, sin1 = rope_angles(torch.cat([frames, frames, torch.zeros(2, dtype=torch.long)]), 8, 256.0)
-    short = block([x, a, e, i], c, cos1, sin1, copies_bias([2 * T, 2], [1, T]))
+    freqs = rope_frequencies(torch.cat([frames, frames, torch.zeros(2 * T, dtype=torch.long)]), 8, 256.0)
+    full = block([x, a, e.expand(2, T, H), i.expand(2, T, H)], c, freqs)
+    freqs1 = rope_frequencies(torch.cat([frames, frames, torch.zeros(2, dtype=torch.long)]), 8, 256.0)
+    short = block([x, a, e, i], c, freqs1, copies_bias([2 * T, 2], [1, T]))
     torch.testing.assert_close(short[0], full[0])
     torch.testing.assert_close(short[1], full[1])
     torch.testing.assert_close(short[2].expand(2, T, H), full[2])
