@@ -114,7 +114,10 @@ def load_config(
     for override in overrides:
         if "=" not in override:
             raise ConfigError(f"command-line override {override!r}: expected key=value")
-        cfg = _merge(cfg, OmegaConf.from_dotlist([override]), f"command-line override {override!r}")
+        key, _, value = override.partition("=")
+        # `key=` means the empty string (OmegaConf alone would read it as null)
+        dotlist = [override if value else f'{key}=""']
+        cfg = _merge(cfg, OmegaConf.from_dotlist(dotlist), f"command-line override {override!r}")
 
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:

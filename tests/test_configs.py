@@ -1,12 +1,13 @@
 """The config system: every shipped YAML parses, and every kind of mistake names the key and its source."""
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
 from moda_train.config import CONFIGS_ROOT, ConfigError, load_config, save_config
-from moda_train.experiment import MMDiTExperiment
+from moda_train.experiment import EXPERIMENTS as TASKS
 from moda_train.models.config import ModelConfig
 
 EXPERIMENTS = sorted((CONFIGS_ROOT / "experiments").glob("*.yaml"))
@@ -16,14 +17,22 @@ TINY = CONFIGS_ROOT / "experiments" / "mmdit_tiny_cpu.yaml"
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_every_experiment_yaml_loads(path):
     typed, _ = load_config(path)
-    assert isinstance(typed, MMDiTExperiment)
+    assert isinstance(typed, TASKS[typed.task])
 
 
-@pytest.mark.parametrize("group", ["model", "data", "train"])
-def test_every_preset_loads_into_its_group(group, tmp_path):
+PRESET_GROUPS = sorted(
+    (task, f.name)
+    for task, schema in TASKS.items()
+    for f in dataclasses.fields(schema)
+    if dataclasses.is_dataclass(f.type) or (CONFIGS_ROOT / f.name).is_dir()
+)
+
+
+@pytest.mark.parametrize("task, group", PRESET_GROUPS)
+def test_every_preset_loads_into_its_group(task, group, tmp_path):
     for preset in sorted((CONFIGS_ROOT / group).glob("*.yaml")):
         experiment = tmp_path / "exp.yaml"
-        experiment.write_text(f"defaults:\n  {group}: {preset.stem}\n")
+        experiment.write_text(f"task: {task}\ndefaults:\n  {group}: {preset.stem}\n")
         load_config(experiment, ["data.train_shards=x", "data.stats_path=y"])
 
 
@@ -120,3 +129,8 @@ def test_cli_bad_override_fails_before_work(tmp_path):
     assert result.returncode == 2
     assert "hiden" in result.stderr
     assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def test_empty_override_means_empty_string():
+    typed, _ = load_config(TINY, ["data.val_shards="])
+    assert typed.data.val_shards == ""

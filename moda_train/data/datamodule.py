@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import lightning as L
 import torch
@@ -29,12 +29,14 @@ class SharedEpoch:
 
 
 class EpochLoader:
-    """A DataLoader over an endless stream, cut to `batches_per_epoch` batches on every rank.
+    """A DataLoader over an endless stream, cut into epochs of `batches_per_epoch` batches on every rank.
 
     Cutting here (not per worker) keeps the count independent of num_workers, so every rank steps the same
-    number of times and DDP never waits on a rank that ran dry. After a resume the first epoch skips the batches
-    the checkpoint had already consumed; since the stream is a pure function of (seed, epoch, rank, worker), the
-    run continues on exactly the batches it would have seen.
+    number of times and DDP never waits on a rank that ran dry. The loader keeps its own data position
+    (batches trained on, over all epochs): epoch `e` of the stream is a pure function of (seed, e, rank, worker),
+    so a resumed run re-enters its epoch and skips the batches already trained on, landing on exactly the batch
+    an uninterrupted run would see next. Lightning's own epoch counter is not used for this, because it does not
+    survive every kind of stop (a run ended by max_steps mid-epoch resumes in Lightning's next epoch).
     """
 
     def __init__(
@@ -42,23 +44,22 @@ class EpochLoader:
         loader: torch.utils.data.DataLoader,
         shared_epoch: SharedEpoch,
         batches_per_epoch: int,
-        current_epoch: Callable[[], int],
-        resume_at: tuple[int, int] | None = None,
+        position: int = 0,
     ) -> None:
         self.loader, self.shared_epoch, self.batches_per_epoch = loader, shared_epoch, batches_per_epoch
-        self.current_epoch, self.resume_at = current_epoch, resume_at
+        self.position = position
 
     def __len__(self) -> int:
         return self.batches_per_epoch
 
     def __iter__(self) -> Iterator[dict]:
-        epoch = self.current_epoch()
+        # A generator, so nothing moves until the first batch is asked for (Lightning calls iter() once just to
+        # check that the loader is iterable).
+        epoch, skip = divmod(self.position, self.batches_per_epoch)
         self.shared_epoch.set_value(epoch)
-        skip = self.resume_at[1] if self.resume_at and self.resume_at[0] == epoch else 0
-        self.resume_at = None
-        batches = iter(self.loader)
+        self.position = (epoch + 1) * self.batches_per_epoch  # where the next iteration starts
         # Fast-forward by reading (not training on) the consumed batches: exact, and no slower than loading them.
-        return itertools.islice(batches, skip, self.batches_per_epoch)
+        yield from itertools.islice(iter(self.loader), skip, self.batches_per_epoch)
 
 
 class MotionDataModule(L.LightningDataModule):
@@ -67,7 +68,7 @@ class MotionDataModule(L.LightningDataModule):
         self.cfg, self.micro_batch_size, self.seed = cfg, micro_batch_size, seed
         self.stats: MotionStats | None = None
         self.shared_epoch = SharedEpoch()
-        self._resume_at: tuple[int, int] | None = None
+        self._resume_position = 0
 
     @override
     def setup(self, stage: str | None = None) -> None:
@@ -105,10 +106,7 @@ class MotionDataModule(L.LightningDataModule):
             persistent_workers=self.cfg.num_workers > 0,
         )
         world_size = self.trainer.world_size if self.trainer else 1
-        current_epoch = (lambda: self.trainer.current_epoch) if self.trainer else (lambda: 0)
-        return EpochLoader(
-            loader, self.shared_epoch, self.batches_per_epoch(world_size), current_epoch, self._resume_at
-        )
+        return EpochLoader(loader, self.shared_epoch, self.batches_per_epoch(world_size), self._resume_position)
 
     @override
     def val_dataloader(self) -> torch.utils.data.DataLoader | list:
@@ -128,13 +126,11 @@ class MotionDataModule(L.LightningDataModule):
 
     @override
     def state_dict(self) -> dict:
-        """Where the training stream stands: the epoch and how many of its batches were trained on."""
+        """Where the training stream stands: batches trained on so far, over all epochs."""
         if self.trainer is None:
             return {}
-        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
-        return {"epoch": self.trainer.current_epoch, "batches": progress.processed}
+        return {"position": self.trainer.fit_loop.epoch_loop.batch_progress.total.processed}
 
     @override
     def load_state_dict(self, state_dict: dict) -> None:
-        if state_dict:
-            self._resume_at = (state_dict["epoch"], state_dict["batches"])
+        self._resume_position = state_dict.get("position", 0)

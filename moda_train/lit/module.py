@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import lightning as L
@@ -38,33 +39,32 @@ class MoDALightningModule(L.LightningModule):
         self.model = MoDA(self.cfg.model)
         self.ema = make_ema(self.model)
         self.groups = group_indices()
+        # Validation scores the fully conditioned model: no condition dropout there.
+        self.val_flow = dataclasses.replace(self.cfg.flow, drop_audio=0.0, drop_emotion=0.0, drop_prev_motion=0.0)
         # Saved in every checkpoint: sampling de-normalises with the statistics the model was trained on.
         stats = stats or MotionStats.from_arrays([0.0] * MOTION_DIM, [1.0] * MOTION_DIM)
         self.register_buffer("motion_mean", torch.as_tensor(stats.mean))
         self.register_buffer("motion_std", torch.as_tensor(stats.std))
-        self._ema_step = 0
 
     def _generator(self, batch_idx: int, stage: str) -> torch.Generator:
-        """Noise, t and condition dropout are drawn from a generator seeded by the data position, not from
-        a running RNG: a resumed run (and every rank after it) draws exactly what an uninterrupted one would."""
-        rank = self.global_rank if stage == "train" else 0
-        epoch = self.current_epoch if stage == "train" else 0
-        seed = hash((self.cfg.train.seed, stage, rank, epoch, batch_idx)) % (2**63)
+        """Noise, t and condition dropout come from a generator seeded by the data position, not from a running
+        RNG: a resumed run (on every rank) draws exactly what an uninterrupted one would, and validation draws
+        the same every time."""
+        if stage == "train":
+            stream, index = 1 + self.global_rank, self.trainer.fit_loop.total_batch_idx
+        else:
+            stream, index = 0, batch_idx
+        seed = ((self.cfg.train.seed * 1_000_003 + stream) * 1_000_000_007 + index) % 2**63
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def _shared_step(self, batch: dict, batch_idx: int, stage: str) -> torch.Tensor:
         model = self.model if stage == "train" else self.ema
         cond = {key: batch[key] for key in CONDITION_KEYS}
+        flow = self.cfg.flow if stage == "train" else self.val_flow
         terms = flow_loss(
-            model,
-            batch["motion"],
-            cond,
-            self.cfg.flow,
-            self.groups,
-            generator=self._generator(batch_idx, stage),
-            drop_conditions=stage == "train",
+            model, batch["motion"], cond, flow, self.groups, generator=self._generator(batch_idx, stage)
         )
-        scalars = {f"{stage}/{name}": value for name, value in terms.items() if value.ndim == 0}
+        scalars = {f"{stage}/{name}": v for name, v in terms.items() if v.ndim == 0 and name != "loss"}
         self.log_dict(
             scalars,
             prog_bar=False,
@@ -133,14 +133,11 @@ class MoDALightningModule(L.LightningModule):
         return motion * self.motion_std + self.motion_mean
 
     @override
-    def on_train_start(self) -> None:
-        self._ema_step = self.global_step
-
-    @override
-    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
-        if self.global_step != self._ema_step:  # an optimizer step happened (not every micro-batch does)
-            update_ema(self.ema, self.model, self.cfg.optim.ema_decay)
-            self._ema_step = self.global_step
+    def optimizer_step(self, *args, **kwargs) -> None:
+        # Here rather than in on_train_batch_end: checkpoint callbacks run before that hook, and would save an
+        # EMA one update behind the weights.
+        super().optimizer_step(*args, **kwargs)
+        update_ema(self.ema, self.model, self.cfg.optim.ema_decay)
 
     @override
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
