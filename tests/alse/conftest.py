@@ -41,6 +41,12 @@ def run_train(shards: Path, out_dir: Path, *overrides: str) -> subprocess.Comple
 
 
 @pytest.fixture(scope="session")
+def alse_cli():
+    """`run_train(shards, out_dir, *overrides)` for test modules (conftest helpers are not importable)."""
+    return run_train
+
+
+@pytest.fixture(scope="session")
 def synthetic_shards(tmp_path_factory) -> Path:
     return write_synthetic_shards(
         tmp_path_factory.mktemp("alse_shards"), num_clips=32, frames=CLIP_FRAMES, clips_per_shard=8, val_clips=8
