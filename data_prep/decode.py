@@ -128,46 +128,54 @@ def chunk_size(width: int, height: int, budget_bytes: int = CHUNK_BYTES) -> int:
 
 
 class FrameReader:
-    """Frames at given times (the last source frame shown at each time), via decord with a PyAV fallback."""
+    """Frames at given times (the last source frame shown at each time), via decord with a PyAV fallback.
+
+    A decord VideoReader keeps decoding ahead in a background thread after `get_batch`, and its memory then grows
+    with the length of the video (measured: hundreds of MB per second on a 5-minute file). So each chunk gets a
+    reader of its own that is dropped right after its batch; opening one costs milliseconds.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._vr = None
+        self._timestamps = None
         try:
-            import decord
-
-            vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
-            self._timestamps = vr.get_frame_timestamp(np.arange(len(vr)))[:, 0].astype(np.float64)
-            self._vr = vr
+            reader = self._open()
+            self._timestamps = reader.get_frame_timestamp(np.arange(len(reader)))[:, 0].astype(np.float64)
+            del reader
         except Exception as err:  # decord raises its own DECORDError and plain RuntimeErrors
             log.info("decord cannot open %s (%s); decoding with PyAV", path, err)
 
+    def _open(self):
+        import decord
+
+        return decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=1)
+
     def read(self, times: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
         """Yield uint8 [n, H, W, 3] RGB chunks covering `times` in order."""
-        if self._vr is not None:
+        done = 0
+        if self._timestamps is not None:
             try:
-                yield from self._read_decord(times, chunk)
+                for batch in self._read_decord(times, chunk):
+                    done += len(batch)
+                    yield batch
                 return
             except BadInput:
                 raise
             except Exception as err:
                 # decord fails mid-file on damaged data; PyAV below then reports how far the video really goes.
                 log.info("decord failed on %s (%s); decoding with PyAV", self.path, err)
-                done = getattr(self, "_decord_done", 0)
-                times = times[done:]
-        yield from _read_pyav(self.path, times, chunk)
+        yield from _read_pyav(self.path, times[done:], chunk)
 
     def _read_decord(self, times: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
-        last = self._timestamps[-1] + (
-            self._timestamps[-1] - self._timestamps[-2] if len(self._timestamps) > 1 else 0
-        )
+        stamps = self._timestamps
+        last = stamps[-1] + (stamps[-1] - stamps[-2] if len(stamps) > 1 else 0)
         if times[-1] > last + 1e-3:
             raise BadInput(f"video frames end at {last:.2f} s, before the requested {times[-1]:.2f} s")
-        indices = np.clip(np.searchsorted(self._timestamps, times + 1e-4, side="right") - 1, 0, None)
-        self._decord_done = 0
+        indices = np.clip(np.searchsorted(stamps, times + 1e-4, side="right") - 1, 0, None)
         for begin in range(0, len(indices), chunk):
-            batch = self._vr.get_batch(indices[begin : begin + chunk].tolist()).asnumpy()
-            self._decord_done = begin + len(batch)
+            reader = self._open()
+            batch = reader.get_batch(indices[begin : begin + chunk].tolist()).asnumpy()
+            del reader
             yield batch
 
 

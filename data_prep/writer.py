@@ -21,6 +21,7 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import webdataset as wds
 
 from data_prep.splits import SPLITS
@@ -105,10 +106,14 @@ class ShardSetWriter:
 
         shards = completed_shards(self.out_dir)
         names = {p.name for p in shards}
-        rows = [r for r in read_jsonl(self.manifest_path) if r.get("status") == "ok" and r.get("shard") in names]
+        logged = read_jsonl(self.manifest_path)
+        # Rows are appended one shard at a time, so only the last append can be torn: that shard, and any shard
+        # renamed before the run died but not yet logged, get their rows from the shard's own meta.json.
+        suspect = {logged[-1]["shard"]} if logged and logged[-1].get("status") == "ok" else set()
+        rows = [r for r in logged if r.get("status") == "ok" and r.get("shard") in names - suspect]
         listed = {r["shard"] for r in rows}
         for shard in shards:
-            if shard.name not in listed:  # renamed but the run died before its manifest rows were appended
+            if shard.name not in listed:
                 rows.extend(shard_rows(shard))
         write_jsonl(self.manifest_path, rows)
         self.rows: list[dict] = rows
@@ -182,10 +187,8 @@ def canonical_rows(rows: list[dict], failures: list[dict]) -> tuple[list[dict], 
     return manifest, failed
 
 
-def encode_npy(array) -> bytes:
+def encode_npy(array: np.ndarray) -> bytes:
     """`.npy` bytes of an array (WebDataset's decoder reads them back with numpy)."""
-    import numpy as np
-
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
