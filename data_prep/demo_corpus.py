@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data_prep.audio import SAMPLE_RATE, SAMPLES_PER_FRAME, load_audio
+from data_prep.audio import SAMPLE_RATE, SAMPLES_PER_FRAME, fit_to_frames, load_audio
 from data_prep.face_warp import FaceWarper
 from data_prep.video_io import write_video
 
@@ -176,8 +176,7 @@ def speak_fallback(text: str, speaker: Speaker, rng: np.random.Generator) -> np.
             t = np.arange(n) / SAMPLE_RATE
             f0 = speaker.f0 * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(2, 5) * t))
             phase = np.cumsum(f0) / SAMPLE_RATE
-            source = (phase % 1.0) - 0.5  # sawtooth: a crude glottal source rich in harmonics
-            voiced = source
+            voiced = (phase % 1.0) - 0.5  # sawtooth: a crude glottal source rich in harmonics
             for formant in _VOWEL_FORMANTS[rng.integers(len(_VOWEL_FORMANTS))]:
                 radius = np.exp(-np.pi * 90 / SAMPLE_RATE)
                 theta = 2 * np.pi * formant / SAMPLE_RATE
@@ -190,16 +189,15 @@ def speak_fallback(text: str, speaker: Speaker, rng: np.random.Generator) -> np.
 
 def speech_for_video(
     speaker: Speaker, sentences: list[str], seconds: float, rng: np.random.Generator, espeak: bool
-):
+) -> np.ndarray:
     """`seconds` of speech (float32, 16 kHz): sentences in turn, separated by short pauses, cut or padded."""
     target = int(round(seconds * SAMPLE_RATE))
-    parts, total = [np.zeros(int(0.2 * SAMPLE_RATE), dtype=np.float32)], 0
+    parts = [np.zeros(int(0.2 * SAMPLE_RATE), dtype=np.float32)]
     with tempfile.TemporaryDirectory(prefix="moda-demo-") as tmp:
         for text in sentences:
             wave = speak_espeak(text, speaker, Path(tmp)) if espeak else speak_fallback(text, speaker, rng)
             wave = wave / (np.sqrt(np.mean(wave**2)) + 1e-9) * 0.1
             parts += [wave, np.zeros(int(rng.uniform(0.25, 0.5) * SAMPLE_RATE), dtype=np.float32)]
-            total += len(wave)
             if sum(map(len, parts)) >= target:
                 break
     wave = np.concatenate(parts)[:target]
@@ -208,10 +206,8 @@ def speech_for_video(
 
 def speech_envelope(wave: np.ndarray, num_frames: int) -> np.ndarray:
     """Loudness per video frame in [0, 1]: RMS of each 40 ms frame, lightly smoothed, over the 95th percentile."""
-    frames = np.pad(wave, (0, max(0, num_frames * SAMPLES_PER_FRAME - len(wave))))[
-        : num_frames * SAMPLES_PER_FRAME
-    ]
-    rms = np.sqrt(np.mean(frames.reshape(num_frames, SAMPLES_PER_FRAME) ** 2, axis=1))
+    frames = fit_to_frames(wave, num_frames).reshape(num_frames, SAMPLES_PER_FRAME)
+    rms = np.sqrt(np.mean(frames**2, axis=1))
     rms = np.convolve(np.pad(rms, 1, mode="edge"), np.ones(3) / 3, mode="valid")
     return np.clip(rms / (np.percentile(rms, 95) + 1e-9), 0, 1).astype(np.float32)
 
@@ -305,7 +301,9 @@ def is_complete(out_dir: Path, name: str) -> bool:
     return all((out_dir / f"{name}{suffix}").is_file() for suffix in (".mp4", ".envelope.npy", ".sway.npy"))
 
 
-def plan(num_videos: int, num_speakers: int, seconds: float, seed: int, out_dir: Path, espeak: bool):
+def plan(
+    num_videos: int, num_speakers: int, seconds: float, seed: int, out_dir: Path, espeak: bool
+) -> list[VideoJob]:
     """The jobs of a corpus: videos dealt to speakers in turn, each with its own run of sentences."""
     if num_videos < 1 or num_speakers < 1 or seconds <= 0:
         raise ValueError("--num-videos and --num-speakers must be >= 1 and --seconds > 0")
@@ -324,11 +322,12 @@ def plan(num_videos: int, num_speakers: int, seconds: float, seed: int, out_dir:
 def write_labels(out_dir: Path, jobs: list[VideoJob]) -> Path:
     """labels.csv for the generic layout: path (relative to the csv), speaker, emotion (nominal), split (empty)."""
     path = out_dir / "labels.csv"
+    num_speakers = len({job.speaker.name for job in jobs})
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "speaker", "emotion", "split"])
         for job in jobs:
-            emotion = EMOTION_CYCLE[(job.index // len({j.speaker.name for j in jobs})) % len(EMOTION_CYCLE)]
+            emotion = EMOTION_CYCLE[(job.index // num_speakers) % len(EMOTION_CYCLE)]
             writer.writerow([f"{job.name}.mp4", job.speaker.name, emotion, ""])
     return path
 
