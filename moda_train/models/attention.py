@@ -27,24 +27,27 @@ def rope_frequencies(positions: Tensor, head_dim: int, theta: float) -> Tensor:
 
 
 def apply_rope(x: Tensor, freqs: Tensor) -> Tensor:
-    """Rotate the channel pairs of x [B, H, L, D] by its L tokens' rotations `freqs` [L, D / 2] (complex).
+    """Rotate the channel pairs of x [B, L, H, D] by its L tokens' rotations `freqs` [L, D / 2] (complex).
 
     One complex multiply: about 9x faster on CPU than the real-arithmetic form with its stack and copies.
     """
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # [B, H, L, D/2]
-    return torch.view_as_real(pairs * freqs).flatten(-2).type_as(x)
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # [B, L, H, D/2]
+    return torch.view_as_real(pairs * freqs[:, None, :]).flatten(-2).type_as(x)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, freqs: Tensor, key_bias: Tensor | None = None) -> Tensor:
-    """Scaled dot-product attention of q, k, v [B, H, L, D] with RoPE on q and k; returns [B, L, H * D].
+    """Scaled dot-product attention of q, k, v [B, L, H, D] with RoPE on q and k; returns [B, L, H * D].
+
+    Token-major [B, L, H, D] is the layout the projections produce: norms and RoPE then run on contiguous rows
+    (on head-major strided views they were several times slower), and SDPA takes the transposed views as is.
 
     `key_bias` [L] is added to every query's logit for each key. A token that stands for m identical copies of
     itself gets log(m): softmax over m equal keys equals one key with its logit raised by log(m), so the
     network computes exactly what it would with the copies materialised.
     """
-    q, k = apply_rope(q, freqs), apply_rope(k, freqs)
+    q, k = apply_rope(q, freqs).transpose(1, 2), apply_rope(k, freqs).transpose(1, 2)
     mask = None if key_bias is None else key_bias.to(q.dtype)[None, None, None, :]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    out = F.scaled_dot_product_attention(q, k, v.transpose(1, 2), attn_mask=mask)
     return rearrange(out, "B H L D -> B L (H D)")
 
 

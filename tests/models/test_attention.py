@@ -23,7 +23,7 @@ def test_rope_scores_depend_only_on_the_relative_position():
 
 
 def test_rope_is_a_rotation_and_position_zero_is_the_identity():
-    x = torch.randn(2, 3, 5, 64)
+    x = torch.randn(2, 5, 3, 64)
     freqs = rope_frequencies(torch.arange(5), 64, 256.0)
     torch.testing.assert_close(apply_rope(x, freqs).norm(dim=-1), x.norm(dim=-1))
     torch.testing.assert_close(apply_rope(x, rope_frequencies(torch.zeros(5, dtype=torch.long), 64, 256.0)), x)
@@ -46,13 +46,13 @@ def test_rope_needs_an_even_head_dim():
 
 def test_attention_matches_the_explicit_softmax():
     g = torch.Generator().manual_seed(1)
-    q, k, v = (torch.randn(2, 3, 6, 8, generator=g) for _ in range(3))
+    q, k, v = (torch.randn(2, 6, 3, 8, generator=g) for _ in range(3))  # [B, L, H, D]
     freqs = rope_frequencies(torch.arange(6), 8, 256.0)
     bias = copies_bias([4, 2], [1, 5])
     out = attention(q, k, v, freqs, bias)
-    qr, kr = apply_rope(q, freqs), apply_rope(k, freqs)
+    qr, kr = apply_rope(q, freqs).transpose(1, 2), apply_rope(k, freqs).transpose(1, 2)
     weights = torch.softmax(qr @ kr.transpose(-1, -2) / math.sqrt(8) + bias, dim=-1)
-    expected = (weights @ v).transpose(1, 2).reshape(2, 6, 24)
+    expected = (weights @ v.transpose(1, 2)).transpose(1, 2).reshape(2, 6, 24)
     torch.testing.assert_close(out, expected)
     assert copies_bias([3, 1], [1, 1]) is None
 
