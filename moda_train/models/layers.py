@@ -237,18 +237,13 @@ class SingleStreamBlock(nn.Module):
     def forward(self, x: Tensor, c: Tensor, freqs: Tensor) -> Tensor:
         """x [B, L, C], c [B, C], freqs [L, D/2] RoPE rotations -> [B, L, C]."""
         (mod,) = self.modulation(c)
-        # Modulate, then one projection gives q, k, v and the MLP's hidden layer. It runs as two matmuls over
-        # row blocks of the fused weight so both outputs come out contiguous (GELU on a strided slice is slow).
-        h = mod.norm_modulate(x)
-        (w_qkv, w_mlp_in), (b_qkv, b_mlp_in) = (
-            p.split([3 * self.hidden_size, self.mlp_hidden]) for p in (self.linear1.weight, self.linear1.bias)
-        )
-        qkv, mlp = F.linear(h, w_qkv, b_qkv), F.linear(h, w_mlp_in, b_mlp_in)
+        # Modulate, then one projection gives q, k, v and the MLP's hidden layer. Weights are only used through
+        # their modules' forward, so ZeRO-3 / FSDP parameter gathering hooks see every use.
+        qkv, mlp = self.linear1(mod.norm_modulate(x)).split([3 * self.hidden_size, self.mlp_hidden], dim=-1)
         q, k, v = rearrange(qkv, "B L (K H D) -> K B L H D", K=3, H=self.num_heads)
         attn = attention(self.q_norm(q), self.k_norm(k), v, freqs)
-        # One output projection over [attention, MLP activation], as two matmuls into one sum: no concatenation.
-        w_attn, w_mlp_out = self.linear2.weight.split([self.hidden_size, self.mlp_hidden], dim=1)
-        out = F.linear(attn, w_attn, self.linear2.bias) + F.linear(F.gelu(mlp, approximate="tanh"), w_mlp_out)
+        # One output projection over [attention, MLP activation], gated residual.
+        out = self.linear2(torch.cat((attn, F.gelu(mlp, approximate="tanh")), dim=-1))
         return mod.gated_residual(x, out)
 
 
