@@ -1,0 +1,24 @@
+"""The vae config group: presets and experiments load; mistakes name the key."""
+
+import pytest
+
+from moda_train.config import CONFIGS_ROOT, ConfigError, load_config
+from moda_train.experiment import VAEExperiment
+
+
+@pytest.mark.parametrize("preset, downsample", [("tiny", 2), ("full", 4)])
+def test_vae_presets_and_experiments_load(preset, downsample, tmp_path):
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(f"task: vae\ndefaults:\n  vae: {preset}\n")
+    typed, _ = load_config(experiment, ["data.train_shards=x", "data.stats_path=y"])
+    assert isinstance(typed, VAEExperiment) and typed.vae.downsample == downsample
+    full, _ = load_config(CONFIGS_ROOT / "experiments" / "vae_full.yaml")
+    assert full.vae.hidden_size == 256 and full.train.strategy == "ddp"
+
+
+def test_bad_vae_keys_are_named():
+    tiny = CONFIGS_ROOT / "experiments" / "vae_tiny_cpu.yaml"
+    with pytest.raises(ConfigError, match=r"vae\.latent_dimm"):
+        load_config(tiny, ["vae.latent_dimm=3"])
+    with pytest.raises(ConfigError, match=r"vae\.downsample=3: choose one of \(1, 2, 4\)"):
+        load_config(tiny, ["vae.downsample=3"])
