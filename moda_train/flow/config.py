@@ -18,11 +18,11 @@ class FlowConfig:
     logit_normal_std: float = 1.0
     """Std of the normal whose sigmoid gives t, with time_sampling=logit_normal."""
     weight_expression: float = 1.0
-    """Weight of the velocity MSE on the 63 expression dimensions."""
+    """Weight of the expression group (63 dims): scales its velocity MSE and its temporal and smooth terms."""
     weight_pose: float = 1.0
-    """Weight of the velocity MSE on the 7 pose dimensions."""
+    """Weight of the pose group (7 dims): scales its velocity MSE and its temporal and smooth terms."""
     weight_lip: float = 1.0
-    """Extra weight of the velocity MSE on the 18 lip dimensions (counted on top of expression)."""
+    """Weight of the lip group (18 dims, a subset of expression, so counted on top of it), applied likewise."""
     weight_temporal: float = 0.1
     """Weight of the temporal-difference loss on the predicted clean motion (matches frame-to-frame change)."""
     weight_smooth: float = 0.01
