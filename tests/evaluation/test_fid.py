@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from skimage.transform import resize
 
 from evaluation.fid import InceptionFeatures, fid_from_features, inception_weights_path, kid_from_features
@@ -16,6 +17,15 @@ def _real_images() -> np.ndarray:
         photo = (resize(photo, (256, 256), anti_aliasing=True) * 255).astype(np.uint8)
         tiles += [photo[:128, :128], photo[128:, 128:]]
     return np.stack(tiles)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # One torch thread: on a shared 2-core machine two intra-op threads made Inception about 3x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

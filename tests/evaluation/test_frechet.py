@@ -68,3 +68,20 @@ def test_bad_shapes_are_named():
         frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
     with pytest.raises(ValueError, match=r"\[N >= 2, D\]"):
         gaussian_stats(np.zeros((1, 4)))
+
+
+@pytest.mark.parametrize("sizes", [(10, 12, 64), (30, 7, 100), (300, 200, 16)])
+def test_sample_route_equals_covariance_route(sizes):
+    # Few samples in many dimensions take the N1 x N2 singular-value route; it must give the same number.
+    n1, n2, dim = sizes
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(n1, dim)), rng.normal(size=(n2, dim)) * 1.3 + 0.2
+    expected = frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+    assert frechet_distance_from_features(a, b) == pytest.approx(expected, rel=1e-7)
+
+
+def test_non_finite_features_are_rejected():
+    bad = np.ones((4, 3))
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        frechet_distance_from_features(bad, np.ones((4, 3)))

@@ -1,0 +1,193 @@
+"""`evaluation.run` on a demo-corpus split: ground truth against degraded copies.
+
+Two 1.6 s demo-corpus clips (data_prep.demo_corpus: a real face photo animated with speech) are the ground truth;
+each "generated" set is a re-encoded copy with one degradation:
+    copy      unchanged frames and audio (the baseline)
+    blur      Gaussian blur, sigma 3 px                  -> FID up, F-SIM down
+    shifted   audio delayed by 10 frames (400 ms)        -> frames untouched: FID / F-SIM unchanged
+    frozen    the first frame repeated                   -> head-pose spread and motion jerk down to ~0
+    jitter    each frame translated by up to 6 px        -> motion jerk and frame acceleration up
+Sync-C/D and FVD need weights that cannot ship here: without them they are reported as skipped with the path;
+with random-init weights files the full path runs (numbers meaningless, so only their presence is checked).
+Frames are subsampled (4 per clip for FID, 3 for F-SIM) to keep the test fast on two busy cores.
+"""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from data_prep.audio import load_audio
+from data_prep.demo_corpus import build_corpus
+from data_prep.video_io import write_video
+from evaluation.config import EvalConfig
+from evaluation.i3d import InceptionI3d
+from evaluation.run import evaluate, main
+from evaluation.syncnet import SyncNet
+from evaluation.video import read_video
+from moda_train.config import load_config
+
+pytestmark = pytest.mark.slow
+
+SHIFT_FRAMES = 10
+
+
+def _degrade(name: str, frames: np.ndarray, audio: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    if name == "blur":
+        return np.stack([cv2.GaussianBlur(f, (0, 0), 3) for f in frames]), audio
+    if name == "shifted":
+        delay = SHIFT_FRAMES * 640
+        return frames, np.concatenate([np.zeros(delay, np.float32), audio[:-delay]])
+    if name == "frozen":
+        return np.repeat(frames[:1], len(frames), axis=0), audio
+    if name == "jitter":
+        height, width = frames.shape[1:3]
+        moved = []
+        for frame in frames:
+            shift = np.float32([[1, 0, rng.uniform(-6, 6)], [0, 1, rng.uniform(-6, 6)]])
+            moved.append(cv2.warpAffine(frame, shift, (width, height), borderMode=cv2.BORDER_REFLECT))
+        return np.stack(moved), audio
+    return frames, audio
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    videos = build_corpus(root / "gt", num_videos=2, num_speakers=2, seconds=1.6, workers=1, progress=False)
+    rows = ["key,video,reference_frame"] + [f"{p.stem},gt/{p.name},0" for p in videos]
+    (root / "split.csv").write_text("\n".join(rows) + "\n")
+    rng = np.random.default_rng(0)
+    for path in videos:
+        frames, audio = read_video(path).frames, load_audio(path)
+        for name in ("copy", "blur", "shifted", "frozen", "jitter"):
+            out_frames, out_audio = _degrade(name, frames, audio, rng)
+            write_video(root / name / path.name, out_frames, fps=25, audio=out_audio)
+    return root
+
+
+def _config(bench, name: str, *overrides: str) -> EvalConfig:
+    base = [
+        f"split={bench / 'split.csv'}",
+        f"generated_dir={bench / name}",
+        f"out_dir={bench / 'out' / name}",
+        "metrics=[fid,fvd,sync,fsim,diversity,smoothness]",
+        "fid.frames_per_video=4",
+        "fsim.frames_per_video=3",
+        "threads=1",
+        f"fvd.weights={bench / 'no-such-i3d.pt'}",
+        f"sync.weights={bench / 'no-such-syncnet.model'}",
+    ]
+    cfg, _ = load_config(None, base + list(overrides), schema=EvalConfig)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def reports(bench):
+    return {
+        name: evaluate(_config(bench, name), progress=False)
+        for name in ("copy", "blur", "shifted", "frozen", "jitter")
+    }
+
+
+def _value(report: dict, metric: str) -> float:
+    entry = report["metrics"][metric]
+    assert entry["status"] == "ok", (metric, entry["status"])
+    return entry["value"]
+
+
+def test_report_files_and_protocol(bench, reports):
+    out = bench / "out" / "copy"
+    stored = json.loads((out / "metrics.json").read_text())
+    assert stored["metrics"] == reports["copy"]["metrics"]
+    assert (out / "report.md").read_text().startswith("| metric | value |")
+    assert (out / "per_video.png").stat().st_size > 0
+    counts = stored["protocol"]["counts"]
+    assert counts["clips evaluated"] == 2 and counts["FID frames per set"] == 8 and counts["F-SIM frames"] == 6
+    assert len(stored["protocol"]["weights"]["inception"]["sha256"]) == 64
+    assert set(stored["per_video"]) == {"spk00_000", "spk01_000"}
+    assert stored["versions"]["torch"] == torch.__version__.split("+")[0] or stored["versions"]["torch"]
+
+
+def test_missing_weights_are_skipped_with_the_path(bench, reports):
+    metrics = reports["copy"]["metrics"]
+    assert metrics["fvd"]["value"] is None
+    assert metrics["fvd"]["status"] == f"skipped: weights not found at {bench / 'no-such-i3d.pt'} " + (
+        "(set it in the config or with MODA_I3D_PATH)"
+    )
+    for name in ("sync_c", "sync_d", "av_offset_abs"):
+        assert metrics[name]["value"] is None and "no-such-syncnet.model" in metrics[name]["status"]
+    assert metrics["sample_diversity_pose"]["status"].startswith("skipped: no clip has >= 3 seed samples")
+
+
+def test_blur_raises_fid_and_lowers_fsim(reports):
+    assert _value(reports["blur"], "fid") > 2 * _value(reports["copy"], "fid") + 1.0
+    assert _value(reports["blur"], "fsim") < _value(reports["copy"], "fsim")
+
+
+def test_audio_shift_leaves_frame_metrics_unchanged(reports):
+    for metric in ("fid", "fsim", "pose_spread", "motion_jerk_pose", "frame_acceleration"):
+        assert _value(reports["shifted"], metric) == pytest.approx(_value(reports["copy"], metric), rel=1e-6)
+
+
+def test_frozen_head_has_no_spread_and_no_jerk(reports):
+    assert _value(reports["copy"], "pose_spread") > 0.3
+    # Not exactly 0: the repeated frame is re-encoded (x264) and FaceMesh sees the small coding differences.
+    assert _value(reports["frozen"], "pose_spread") < 0.25 * _value(reports["copy"], "pose_spread")
+    assert _value(reports["frozen"], "motion_jerk_pose") < _value(reports["copy"], "motion_jerk_pose")
+    assert _value(reports["frozen"], "frame_acceleration") < _value(reports["copy"], "frame_acceleration")
+
+
+def test_jitter_is_less_smooth(reports):
+    for metric in ("motion_jerk_pose", "frame_acceleration"):
+        assert _value(reports["jitter"], metric) > 1.5 * _value(reports["copy"], metric), metric
+
+
+def test_rerun_uses_the_cache_and_gives_identical_numbers(bench, reports):
+    cache = bench / "out" / "copy" / "cache"
+    stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    again = evaluate(_config(bench, "copy"), progress=False)
+    assert again["metrics"] == reports["copy"]["metrics"]
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps
+
+
+def test_worker_processes_give_identical_numbers(bench, reports):
+    cfg = _config(
+        bench, "jitter", f"out_dir={bench / 'out' / 'jitter-workers'}", "metrics=[fsim,smoothness]", "workers=2"
+    )
+    parallel = evaluate(cfg, progress=False)
+    for metric in ("fsim", "motion_jerk_expression", "motion_jerk_pose", "frame_acceleration"):
+        assert parallel["metrics"][metric] == reports["jitter"]["metrics"][metric], metric
+
+
+def test_random_init_weights_run_sync_and_fvd(bench):
+    torch.manual_seed(0)
+    torch.save(SyncNet().state_dict(), bench / "syncnet.model")
+    torch.save(InceptionI3d().state_dict(), bench / "i3d.pt")
+    cfg = _config(
+        bench,
+        "shifted",
+        f"out_dir={bench / 'out' / 'random-weights'}",
+        "metrics=[sync,fvd]",
+        "max_frames=16",
+        f"sync.weights={bench / 'syncnet.model'}",
+        f"fvd.weights={bench / 'i3d.pt'}",
+    )
+    report = evaluate(cfg, progress=False)
+    assert report["metrics"]["fvd"]["status"] == "ok" and report["metrics"]["fvd"]["value"] >= 0
+    assert report["protocol"]["counts"]["FVD clips per set"] == 2
+    assert report["protocol"]["counts"]["SyncNet windows"] == 2 * 11
+    for row in report["per_video"].values():
+        assert -15 <= row["av_offset"] <= 15 and row["sync_c"] >= 0
+    assert len(report["protocol"]["weights"]["syncnet"]["sha256"]) == 64
+
+
+def test_cli_writes_the_report_and_rejects_bad_keys(bench, capsys):
+    cfg = bench / "eval.yaml"
+    cfg.write_text(f"split: {bench / 'split.csv'}\ngenerated_dir: {bench / 'copy'}\nmetrics: [smoothness]\n")
+    out = bench / "out" / "cli"
+    assert main([str(cfg), f"out_dir={out}"]) == 0
+    assert "frame_acceleration" in capsys.readouterr().out and (out / "metrics.json").is_file()
+    assert main([str(cfg), "fid.frame=3"]) == 2
+    assert "fid.frame" in capsys.readouterr().err
