@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from moda_train.models.motion_vae import MotionVAE
@@ -167,9 +168,12 @@ class LatentSpace(nn.Module):
         mean, _ = self.vae.encode(motion)
         return (mean - self.latent_mean) / self.latent_std
 
-    @torch.no_grad()
     def decode(self, latent: Tensor) -> Tensor:
-        """Standardised latent [B, T / f, C] -> normalised motion [B, T, D]."""
+        """Standardised latent [B, T / f, C] -> normalised motion [B, T, D].
+
+        Not under no_grad: the weights are frozen, but a loss on decoded motion (e.g. ALSE on the predicted clean
+        motion) must reach the latent that the flow model predicted.
+        """
         if self.vae is None:
             return latent
         self._require_stats()
@@ -188,6 +192,19 @@ class LatentSpace(nn.Module):
         padded = torch.cat([prev_motion[:, :1].expand(-1, pad, -1), prev_motion], dim=1)
         return self.encode(padded)
 
+    def stack_frames(self, features: Tensor) -> Tensor:
+        """Per-frame features [B, T, A] -> per-latent-frame features [B, T / f, f * A] (the f frames side by side).
+
+        Conditions given per video frame (audio) must line up with latent frames one to one; stacking keeps all
+        of their detail, so the MMDiT's audio input becomes f * A wide (`stacked_dim`).
+        """
+        self.latent_frames(features.shape[1])  # a clear error for a length that is not a multiple of f
+        return rearrange(features, "B (T f) A -> B T (f A)", f=self.downsample)
+
+    def stacked_dim(self, feature_dim: int) -> int:
+        """Width of `stack_frames` output for per-frame features of width `feature_dim`."""
+        return feature_dim * self.downsample
+
     def _require_stats(self) -> None:
         if not self.has_stats:
             raise RuntimeError(
@@ -204,7 +221,7 @@ def _read_vae_checkpoint(path: Path) -> dict:
         )
     if not path.is_file():
         raise FileNotFoundError(f"VAE checkpoint not found at {path} (set the VAE checkpoint path in the config)")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     config = checkpoint.get("hyper_parameters", {}).get("config", {})
     if config.get("task") != "vae" or "state_dict" not in checkpoint:
         raise ValueError(f"{path} is not a motion VAE checkpoint (task={config.get('task')!r}, expected 'vae')")

@@ -90,6 +90,27 @@ def test_one_previous_frame_is_encoded_as_a_held_pose(overfitted):
     torch.testing.assert_close(space.encode_prev(frame), space.encode(frame.expand(-1, 4, -1)))
 
 
+def test_per_frame_conditions_stack_onto_latent_frames():
+    space = LatentSpace(MotionVAE(VAEConfig(hidden_size=64, latent_dim=16, downsample=4)))
+    audio = torch.arange(2 * 8 * 3, dtype=torch.float32).reshape(2, 8, 3)
+    stacked = space.stack_frames(audio)
+    assert stacked.shape == (2, 2, space.stacked_dim(3)) == (2, 2, 12)
+    torch.testing.assert_close(stacked[:, 1], audio[:, 4:8].reshape(2, 12))  # frames 4..7 side by side
+    assert LatentSpace.raw().stack_frames(audio).shape == audio.shape
+    with pytest.raises(ValueError, match="9 frames is not a multiple"):
+        space.stack_frames(torch.zeros(2, 9, 3))
+
+
+def test_decoding_passes_gradients_to_the_latent_but_not_to_the_frozen_vae(overfitted):
+    _, vae = overfitted
+    space = LatentSpace(vae)
+    space.set_stats(torch.zeros(16), torch.ones(16))
+    latent = torch.zeros(1, 20, 16, requires_grad=True)
+    space.decode(latent).square().sum().backward()
+    assert latent.grad is not None and latent.grad.abs().sum() > 0
+    assert all(p.grad is None for p in space.parameters())
+
+
 def test_latent_frames_names_a_bad_window():
     space = LatentSpace(MotionVAE(VAEConfig(hidden_size=64, latent_dim=16)))
     assert space.latent_frames(80) == 20

@@ -34,4 +34,5 @@ def overfit_vae(windows: torch.Tensor, steps: int, downsample: int = 4, seed: in
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()
+    model.zero_grad(set_to_none=True)
     return model.eval()
