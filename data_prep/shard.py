@@ -15,6 +15,8 @@ import json
 import logging
 import math
 import multiprocessing
+import os
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -414,9 +416,22 @@ def summarize(out: Path, manifest: list[dict], failed: list[dict]) -> dict:
     }
 
 
+def publish(shard: Path, target: Path) -> None:
+    """Hard-link a task's shard under its merged name (a copy where the file system has no hard links), via a
+    temporary name so the merged name only ever shows a complete file. The task folder keeps its shard, so a
+    re-submitted task still resumes and the merge can run again."""
+    tmp = target.with_name(f".{target.name}.partial")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(shard, tmp)
+    except OSError:
+        shutil.copyfile(shard, tmp)
+    os.replace(tmp, target)
+
+
 def merge(cfg: ShardConfig) -> dict:
     """Join the task folders of an array job into `<output.dir>`: shards renumbered per split in task order,
-    manifests and failures concatenated, statistics merged exactly. Safe to re-run after an interruption."""
+    manifests and failures concatenated, statistics merged exactly. Safe to re-run at any time."""
     out = Path(cfg.output.dir)
     task_dirs = [out / "tasks" / f"{i:04d}" for i in range(cfg.num_tasks)]
     unfinished = [str(d) for d in task_dirs if not (d / STATS).is_file()]
@@ -433,10 +448,9 @@ def merge(cfg: ShardConfig) -> dict:
                 renamed[row["shard"]] = SHARD_PATTERN.format(split=split, index=next_index[split])
                 next_index[split] += 1
         for old, new in renamed.items():
-            if (directory / old).is_file():
-                (directory / old).replace(out / new)
-            elif not (out / new).is_file():
+            if not (directory / old).is_file():
                 raise ValueError(f"cannot merge: shard {directory / old} is missing")
+            publish(directory / old, out / new)
         rows.extend(dict(r, shard=renamed[r["shard"]]) for r in task_rows)
         failures.extend(read_jsonl(directory / FAILURES))
         stats.append(json.loads((directory / STATS).read_text()))

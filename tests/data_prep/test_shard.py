@@ -181,3 +181,20 @@ def test_demo_corpus_lips_follow_speech_and_sway_shows_in_pose(tmp_path):
         assert np.corrcoef(motion[:, ROTATION.start + 2], sway[:, 0])[0, 1] > 0.9
         assert np.corrcoef(motion[:, TRANSLATION.start], sway[:, 1])[0, 1] > 0.7
         assert np.corrcoef(motion[:, TRANSLATION.start + 1], sway[:, 2])[0, 1] > 0.8
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS_ROOT / "data_prep").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_shard_configs_load(path):
+    cfg, _ = load_config(path, schema=ShardConfig)
+    assert cfg.input.layout in path.stem or cfg.input.layout == "generic"
+
+
+def test_dry_run_counts_inputs_and_writes_nothing(corpus, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"input:\n  root: {corpus}\n  annotations: {corpus / 'labels.csv'}\noutput:\n  dir: {tmp_path}/o\n"
+    )
+    assert main([str(config), "--dry-run"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["inputs"] == {"train": 2, "val": 1, "test": 1}
+    assert report["motion_backend"]["name"] == "landmarks" and not (tmp_path / "o").exists()
