@@ -24,7 +24,14 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, alse_cli):
     out_dir = tmp_path_factory.mktemp("alse_demo")
-    result = alse_cli(DEMO, out_dir, "train.run_name=demo")
+    result = alse_cli(
+        DEMO,
+        out_dir,
+        "train.run_name=demo",
+        "train.max_steps=200",
+        "train.val_every_n_steps=200",
+        "train.checkpoint_every_n_steps=200",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out_dir / "demo"
 
