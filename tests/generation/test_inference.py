@@ -99,6 +99,7 @@ def test_pose_smoothing_touches_only_pose():
     assert np.abs(np.diff(smooth[..., POSE], axis=1)).mean() < np.abs(np.diff(motion[..., POSE], axis=1)).mean()
 
 
+@pytest.mark.slow
 def test_no_jump_at_window_borders(checkpoint):
     """With a trained checkpoint, the frame-to-frame change around window borders stays within the model's own
     frame-to-frame change inside windows (expression dims, where the lips are)."""
