@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures go to TensorBoard, never to a screen
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from typing_extensions import override
@@ -95,11 +99,6 @@ class ALSELightningModule(L.LightningModule):
         experiment = getattr(self.logger, "experiment", None)
         if self.global_rank != 0 or not hasattr(experiment, "add_figure"):
             return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         vshift = self.cfg.alse.vshift
         offsets = np.arange(vshift, -vshift - 1, -1)  # mdist[k] belongs to offset vshift - k
         figure, axis = plt.subplots(figsize=(6, 3.5))
