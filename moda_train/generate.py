@@ -33,7 +33,7 @@ from tqdm import tqdm
 from data_prep.audio import SAMPLE_RATE, get_audio_extractor, load_audio
 from data_prep.config import FaceConfig
 from data_prep.face_crop import FaceDetector, crop_square
-from data_prep.motion import get_motion_extractor
+from data_prep.motion import MotionExtractor, get_motion_extractor
 from data_prep.video_io import write_video
 from moda_train.inference import MotionGenerator, check_audio_backend_name
 from moda_train.lit.module import MoDALightningModule
@@ -82,6 +82,30 @@ def read_video_frame(path: str | os.PathLike, index: int) -> np.ndarray:
     return frames[0]
 
 
+def reference_face(
+    image: np.ndarray,
+    extractor: MotionExtractor,
+    face: FaceConfig | None = None,
+    detector: FaceDetector | None = None,
+) -> ReferenceFace:
+    """Detect the (largest) face in uint8 RGB `image`, crop it as data_prep does (`face` settings: 256 px, scale
+    1.8 by default) and extract its motion and identity keypoints with `extractor`."""
+    image = np.ascontiguousarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"the reference image must be uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
+    face = face or FaceConfig()
+    faces = (detector or FaceDetector(face)).detect(image)
+    if len(faces) == 0:
+        raise ValueError("no face found in the reference image")
+    x0, y0, w, h = faces[0]
+    box = np.array([x0 + w / 2, y0 + h / 2, max(w, h) * face.crop_scale])
+    crop = crop_square(image, box, face.crop_size)
+    sequence = extractor.extract(crop[None])
+    if not sequence.valid[0]:
+        raise ValueError(f"the {extractor.name} motion extractor found no face in the reference crop")
+    return ReferenceFace(image, box, face.crop_size, sequence.motion[0], sequence.identity, extractor.name)
+
+
 class GenerationPipeline:
     """Checkpoint + extractors + renderer, loaded once; `run` makes the videos of one photo and one audio.
 
@@ -121,24 +145,10 @@ class GenerationPipeline:
         self._detector: FaceDetector | None = None
 
     def reference(self, image: np.ndarray) -> ReferenceFace:
-        """Detect the (largest) face in `image`, crop it as data_prep does, and extract its motion and identity."""
-        image = np.ascontiguousarray(image)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"the reference image must be uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
+        """The reference face of `image` with this pipeline's detector, crop settings and motion extractor."""
         if self._detector is None:
             self._detector = FaceDetector(self.face)
-        faces = self._detector.detect(image)
-        if len(faces) == 0:
-            raise ValueError("no face found in the reference image")
-        x0, y0, w, h = faces[0]
-        box = np.array([x0 + w / 2, y0 + h / 2, max(w, h) * self.face.crop_scale])
-        crop = crop_square(image, box, self.face.crop_size)
-        sequence = self.motion.extract(crop[None])
-        if not sequence.valid[0]:
-            raise ValueError(f"the {self.motion.name} motion extractor found no face in the reference crop")
-        return ReferenceFace(
-            image, box, self.face.crop_size, sequence.motion[0], sequence.identity, self.motion.name
-        )
+        return reference_face(image, self.motion, self.face, self._detector)
 
     def run(
         self,

@@ -1,0 +1,146 @@
+"""Real-time factor of generation on this machine: motion (audio features + 10 guided Euler steps per window) and
+rendering (weight-free warp renderer, plus H.264 encoding), separately, for 10 s of speech.
+
+    python benchmarks/bench_generation.py                          # tiny and MoDA-B configs, 2 threads
+    python benchmarks/bench_generation.py --only tiny --seconds 10 --threads 1 --json out.json
+
+Real-time factor (RTF) = compute seconds / seconds of audio: below 1 is faster than real time. Weights are random
+(timing does not depend on them). The tiny config uses the `logmel` audio backend it is trained with; MoDA-B uses
+the `hubert` backend on a randomly initialised HuBERT-base (12 layers x 768, saved to a temporary folder and
+loaded through the real backend), so its audio time is HuBERT-base's. Rendering animates scikit-image's
+astronaut photo (512 x 512) with the generated motion; it does not depend on the model size, so it is timed once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from data_prep.audio import SAMPLE_RATE, get_audio_extractor
+from data_prep.video_io import write_video
+from moda_train.config import CONFIGS_ROOT, load_config
+from moda_train.inference import MotionGenerator
+from moda_train.lit.module import MoDALightningModule
+from moda_train.motion_layout import MOTION_DIM
+
+SETUPS = {"tiny": "mmdit_tiny_cpu.yaml", "moda_b": "mmdit_moda_b.yaml"}
+
+
+def speech(seconds: float) -> np.ndarray:
+    """A voiced, syllable-modulated wave at 16 kHz (timing needs no real speech)."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    envelope = np.clip(np.sin(2 * np.pi * 3.5 * t), 0, None) ** 2
+    return (0.3 * envelope * np.sin(2 * np.pi * 140 * t)).astype(np.float32)
+
+
+def random_module(experiment: str) -> MoDALightningModule:
+    """The experiment's MMDiT with random weights (adaLN outputs perturbed so every block does real work)."""
+    _, tree = load_config(CONFIGS_ROOT / "experiments" / experiment, ["data.stats_path=unused/stats.json"])
+    torch.manual_seed(0)
+    module = MoDALightningModule(OmegaConf.to_container(tree, resolve=True)).eval()
+    with torch.no_grad():
+        for p in module.ema.parameters():
+            if not p.any():
+                p.normal_(std=0.02)
+    return module
+
+
+def random_hubert_base(folder: Path) -> str:
+    """A randomly initialised HuBERT-base checkpoint folder, loadable by the `hubert` audio backend."""
+    import transformers
+
+    torch.manual_seed(0)
+    transformers.HubertModel(transformers.HubertConfig()).save_pretrained(folder)
+    transformers.Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(folder)
+    return str(folder)
+
+
+def time_motion(name: str, seconds: float, workdir: Path) -> tuple[dict, np.ndarray]:
+    """RTF of audio features and of sampling for `seconds` of speech with config `name`; the motion too."""
+    module = random_module(SETUPS[name])
+    backend = module.cfg.data.audio_backend
+    options = {"path": random_hubert_base(workdir / "hubert")} if backend == "hubert" else {}
+    extractor = get_audio_extractor(backend, **options)
+    generator = MotionGenerator(module, extractor, steps=10, guidance_audio=1.15, guidance_emotion=1.15)
+    wave = speech(seconds)
+    generator.generate(speech(1.0), np.zeros(63), np.zeros(MOTION_DIM))  # warm-up: thread pool, allocator
+    start = time.perf_counter()
+    windows = [generator.window_audio(wave, s) for s in range(0, int(seconds * 25), 64)]
+    audio_s = time.perf_counter() - start
+    start = time.perf_counter()
+    motion = generator.generate(wave, np.zeros(63), module.motion_mean.numpy(), seeds=[0])[0]
+    total_s = time.perf_counter() - start
+    sampling_s = total_s - audio_s  # generate() extracts the same windows' audio itself
+    params = sum(p.numel() for p in module.model.parameters())
+    return {
+        "config": name,
+        "parameters": params,
+        "audio_backend": backend,
+        "windows": len(windows),
+        "audio_features_s": round(audio_s, 2),
+        "sampling_s": round(sampling_s, 2),
+        "motion_total_s": round(total_s, 2),
+        "rtf_motion": round(total_s / seconds, 3),
+        "rtf_sampling_only": round(sampling_s / seconds, 3),
+    }, motion
+
+
+def time_render(motion: np.ndarray, seconds: float, workdir: Path) -> dict:
+    """RTF of rendering the motion on the astronaut photo, and of encoding the frames to mp4."""
+    from skimage import data
+
+    from data_prep.motion import get_motion_extractor
+    from moda_train.generate import reference_face
+    from moda_train.render import WarpRenderer
+
+    reference = reference_face(data.astronaut(), get_motion_extractor("landmarks"))
+    # Generated motion from random weights is arbitrary: drive the photo with its own motion plus the generated
+    # expression scaled into a plausible range, so the warp does the work a real video would need.
+    driven = np.repeat(reference.motion[None], len(motion), axis=0)
+    driven[:, :63] += 0.05 * np.tanh(motion[:, :63])
+    start = time.perf_counter()
+    frames = list(WarpRenderer().render(reference, driven))
+    render_s = time.perf_counter() - start
+    start = time.perf_counter()
+    write_video(workdir / "bench.mp4", frames, fps=25, audio=speech(seconds))
+    encode_s = time.perf_counter() - start
+    return {
+        "frames": len(frames),
+        "size": list(frames[0].shape[:2]),
+        "render_s": round(render_s, 2),
+        "encode_s": round(encode_s, 2),
+        "rtf_render": round(render_s / seconds, 3),
+        "rtf_encode": round(encode_s / seconds, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=list(SETUPS), default=None, help="time one config only")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of speech (default: 10)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {"seconds_of_audio": args.seconds, "threads": args.threads, "motion": [], "render": None}
+    with tempfile.TemporaryDirectory(prefix="moda-bench-") as tmp:
+        for name in [args.only] if args.only else list(SETUPS):
+            row, motion = time_motion(name, args.seconds, Path(tmp))
+            results["motion"].append(row)
+            print(json.dumps(row))
+            if results["render"] is None:
+                results["render"] = time_render(motion, args.seconds, Path(tmp))
+                print(json.dumps(results["render"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
