@@ -1,7 +1,7 @@
 """`evaluation.run` on a demo-corpus split: ground truth against degraded copies.
 
 Two 1.6 s demo-corpus clips (data_prep.demo_corpus: a real face photo animated with speech) are the ground truth;
-each "generated" set is a re-encoded copy with one degradation:
+each "generated" set is a re-encoded copy with one degradation (evaluation.degrade):
     copy      unchanged frames and audio (the baseline)
     blur      Gaussian blur, sigma 3 px                  -> FID up, F-SIM down
     shifted   audio delayed by 10 frames (400 ms)        -> frames untouched: FID / F-SIM unchanged
@@ -13,57 +13,27 @@ Frames are subsampled (4 per clip for FID, 3 for F-SIM) to keep the test fast on
 """
 
 import json
+from importlib import metadata
 
-import cv2
-import numpy as np
 import pytest
 import torch
 
-from data_prep.audio import load_audio
 from data_prep.demo_corpus import build_corpus
-from data_prep.video_io import write_video
 from evaluation.config import EvalConfig
+from evaluation.degrade import DEGRADATIONS, make_degraded_split
 from evaluation.i3d import InceptionI3d
 from evaluation.run import evaluate, main
 from evaluation.syncnet import SyncNet
-from evaluation.video import read_video
 from moda_train.config import load_config
 
 pytestmark = pytest.mark.slow
-
-SHIFT_FRAMES = 10
-
-
-def _degrade(name: str, frames: np.ndarray, audio: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
-    if name == "blur":
-        return np.stack([cv2.GaussianBlur(f, (0, 0), 3) for f in frames]), audio
-    if name == "shifted":
-        delay = SHIFT_FRAMES * 640
-        return frames, np.concatenate([np.zeros(delay, np.float32), audio[:-delay]])
-    if name == "frozen":
-        return np.repeat(frames[:1], len(frames), axis=0), audio
-    if name == "jitter":
-        height, width = frames.shape[1:3]
-        moved = []
-        for frame in frames:
-            shift = np.float32([[1, 0, rng.uniform(-6, 6)], [0, 1, rng.uniform(-6, 6)]])
-            moved.append(cv2.warpAffine(frame, shift, (width, height), borderMode=cv2.BORDER_REFLECT))
-        return np.stack(moved), audio
-    return frames, audio
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("bench")
     videos = build_corpus(root / "gt", num_videos=2, num_speakers=2, seconds=1.6, workers=1, progress=False)
-    rows = ["key,video,reference_frame"] + [f"{p.stem},gt/{p.name},0" for p in videos]
-    (root / "split.csv").write_text("\n".join(rows) + "\n")
-    rng = np.random.default_rng(0)
-    for path in videos:
-        frames, audio = read_video(path).frames, load_audio(path)
-        for name in ("copy", "blur", "shifted", "frozen", "jitter"):
-            out_frames, out_audio = _degrade(name, frames, audio, rng)
-            write_video(root / name / path.name, out_frames, fps=25, audio=out_audio)
+    make_degraded_split(videos, root, list(DEGRADATIONS), seed=0)
     return root
 
 
@@ -107,7 +77,7 @@ def test_report_files_and_protocol(bench, reports):
     assert counts["clips evaluated"] == 2 and counts["FID frames per set"] == 8 and counts["F-SIM frames"] == 6
     assert len(stored["protocol"]["weights"]["inception"]["sha256"]) == 64
     assert set(stored["per_video"]) == {"spk00_000", "spk01_000"}
-    assert stored["versions"]["torch"] == torch.__version__.split("+")[0] or stored["versions"]["torch"]
+    assert stored["versions"]["torch"] == metadata.version("torch")
 
 
 def test_missing_weights_are_skipped_with_the_path(bench, reports):
