@@ -157,9 +157,14 @@ class MoDA(nn.Module):
                 raise ValueError(
                     f"{name} must have shape {shape} (x_t is {list(x_t.shape)}), got {list(tensor.shape)}"
                 )
-        if emotion.dtype != torch.long or (
-            emotion.numel() and not 0 <= int(emotion.min()) <= int(emotion.max()) <= cfg.num_emotions
-        ):
+        # The id range is checked on CPU only: on an accelerator it would cost a host sync every step, and an
+        # out-of-range id there stops at the embedding's device-side assert instead.
+        out_of_range = (
+            emotion.device.type == "cpu"
+            and emotion.numel() > 0
+            and not 0 <= int(emotion.min()) <= int(emotion.max()) <= cfg.num_emotions
+        )
+        if emotion.dtype != torch.long or out_of_range:
             raise ValueError(
                 f"emotion must be int64 class ids in 0..{cfg.num_emotions} ({cfg.num_emotions} = null)"
             )
