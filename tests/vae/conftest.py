@@ -3,39 +3,14 @@ trained checkpoint."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from vae_helpers import TRAIN_STEPS
+from vae_helpers import TRAIN_STEPS, run_train
 
-from moda_train.config import CONFIGS_ROOT
 from moda_train.data.synthetic import write_synthetic_shards
-
-REPO = CONFIGS_ROOT.parent
-TINY_VAE = CONFIGS_ROOT / "experiments" / "vae_tiny_cpu.yaml"
-
-
-def run_train(shards: Path, out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    """`python -m moda_train.train vae_tiny_cpu.yaml` on `shards` with one thread: CI cores are shared, and two
-    threads on a loaded CPU are slower than one."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "moda_train.train",
-        str(TINY_VAE),
-        f"data.train_shards={shards}/train-*.tar",
-        f"data.val_shards={shards}/val-*.tar",
-        f"data.stats_path={shards}/stats.json",
-        "data.num_workers=0",
-        f"train.out_dir={out_dir}",
-        *overrides,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
 
 
 @pytest.fixture(scope="module", autouse=True)

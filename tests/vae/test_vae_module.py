@@ -5,13 +5,14 @@ import lightning as L
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from vae_helpers import TRAIN_STEPS
+from vae_helpers import TRAIN_STEPS, run_train
 
 from moda_train.data.config import DataConfig
 from moda_train.data.datamodule import MotionDataModule
 from moda_train.data.normalization import MotionStats
 from moda_train.experiment import VAEExperiment
 from moda_train.lit.vae_module import MotionVAELightningModule
+from moda_train.models.latent_space import LatentSpace
 from moda_train.motion_layout import LIP_DIMS, group_indices
 
 pytestmark = pytest.mark.slow
@@ -83,3 +84,26 @@ def test_validation_errors_are_in_real_units(checkpoint, synthetic_shards):
     lip_ratio = (recon - truth)[..., list(LIP_DIMS)].square().mean(dim=(0, 1)).sqrt().mean()
     assert metrics["val/lip_rmse_over_std"] == pytest.approx(lip_ratio.item(), rel=1e-4)
     assert metrics["val/lip_rmse_over_std"] < 1.0  # better than predicting the mean pose
+
+
+def test_two_rank_ddp_run_shares_its_latent_statistics(synthetic_shards, tmp_path):
+    """The same command on two CPU ranks (DDP, gloo) in its own process: it trains, validates and stores latent
+    statistics reduced over both ranks, and the checkpoint loads as a LatentSpace. (A step checkpoint is written
+    before that step's validation, so `last` at step 6 holds the statistics of the validation at step 3.)"""
+    result = run_train(
+        synthetic_shards,
+        tmp_path,
+        "train.strategy=ddp",
+        "train.devices=2",
+        "train.global_batch_size=8",
+        "train.micro_batch_size=4",
+        "train.max_steps=6",
+        "train.val_every_n_steps=3",
+        "train.checkpoint_every_n_steps=3",
+        "train.run_name=ddp",
+    )
+    assert result.returncode == 0, f"training failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    space = LatentSpace.from_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.ckpt")
+    single_rank_frames = 4 * 80 // space.downsample  # 4 validation clips, one 80-frame window each
+    assert space.latent_count.item() == 2 * single_rank_frames  # summed over both ranks
+    assert space.encode(torch.zeros(1, 80, 70)).shape == (1, 40, 16)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 from torch.nn import functional as F
 
+from moda_train.config import CONFIGS_ROOT
 from moda_train.lit.vae_module import vae_loss
 from moda_train.models.motion_vae import MotionVAE
 from moda_train.models.vae_config import VAEConfig
@@ -36,3 +42,29 @@ def overfit_vae(windows: torch.Tensor, steps: int, downsample: int = 4, seed: in
         optimizer.step()
     model.zero_grad(set_to_none=True)
     return model.eval()
+
+
+REPO = CONFIGS_ROOT.parent
+TINY_VAE = CONFIGS_ROOT / "experiments" / "vae_tiny_cpu.yaml"
+
+
+def run_train(shards: Path, out_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """`python -m moda_train.train vae_tiny_cpu.yaml` on `shards` with one thread: CI cores are shared, and two
+    threads on a loaded CPU are slower than one."""
+    # no launcher variables from the outside (pytest itself may run under Slurm or torchrun)
+    launcher = ("SLURM_", "TORCHELASTIC_", "LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(launcher)}
+    env["OMP_NUM_THREADS"] = "1"
+    command = [
+        sys.executable,
+        "-m",
+        "moda_train.train",
+        str(TINY_VAE),
+        f"data.train_shards={shards}/train-*.tar",
+        f"data.val_shards={shards}/val-*.tar",
+        f"data.stats_path={shards}/stats.json",
+        "data.num_workers=0",
+        f"train.out_dir={out_dir}",
+        *overrides,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO, env=env)
