@@ -74,6 +74,7 @@ def plot_per_video(per_video: dict[str, dict], path: Path) -> Path | None:
         values = [row[name] for row in per_video.values() if name in row]
         ax.hist(values, bins=min(20, max(len(values), 1)), color="tab:blue")
         ax.set_title(f"{name} (mean {np.mean(values):.3g}, n={len(values)})", fontsize=9)
+        ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.tight_layout()
