@@ -81,10 +81,18 @@ class LatentSpace(nn.Module):
             channels = vae.latent_dim
             self.register_buffer("latent_mean", torch.zeros(channels))
             self.register_buffer("latent_std", torch.ones(channels))
+            # latent frames the statistics were measured on (1 when set by hand); 0 = not set yet
             self.register_buffer("latent_count", torch.zeros(()))
             # The normalisation the VAE was trained under: a flow model must normalise its motion the same way.
             self.register_buffer("motion_mean", torch.zeros(self.motion_dim))
             self.register_buffer("motion_std", torch.ones(self.motion_dim))
+
+    def train(self, mode: bool = True) -> LatentSpace:
+        """Frozen means eval mode too, whatever mode the module that holds this one is switched to."""
+        super().train(mode)
+        if self.vae is not None:
+            self.vae.eval()
+        return self
 
     @classmethod
     def raw(cls, motion_dim: int = 70) -> LatentSpace:

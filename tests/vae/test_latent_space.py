@@ -45,6 +45,8 @@ def test_encode_decode_round_trip_with_measured_stats(overfitted):
     assert (recon - windows).square().mean() < 0.05
     assert (recon - windows)[..., list(LIP_DIMS)].square().mean().sqrt() < 0.25
     assert not any(p.requires_grad for p in space.parameters())  # frozen
+    holder = torch.nn.ModuleDict({"space": space}).train()  # as the MMDiT module is put in training mode
+    assert holder.training and not space.vae.training
 
 
 def test_compute_latent_stats_stops_at_max_batches(overfitted):
