@@ -21,7 +21,7 @@ from moda_train.lit.optim import configure_adamw
 from moda_train.models.latent_space import LatentMoments
 from moda_train.models.motion_vae import MotionVAE, kl_to_standard_normal
 from moda_train.models.vae_config import VAEConfig
-from moda_train.motion_layout import LIP_DIMS, group_indices
+from moda_train.motion_layout import LIP_DIMS, MOTION_DIM, group_indices
 
 FIGURE_WINDOWS = 4  # validation windows drawn in the TensorBoard figure
 STAGE_IDS = {"train": 0, "val": 1}
@@ -73,6 +73,16 @@ class MotionVAELightningModule(L.LightningModule):
         self.save_hyperparameters({"config": config})
         self.cfg: VAEExperiment = config_from_dict(config, VAEExperiment)
         vae = self.cfg.vae
+        problems = []
+        if vae.motion_dim != MOTION_DIM:
+            problems.append(
+                f"vae.motion_dim={vae.motion_dim}: the lip weights and metrics need the {MOTION_DIM}-d layout"
+            )
+        window = self.cfg.data.window_frames
+        if window % vae.downsample:
+            problems.append(f"data.window_frames={window} is not a multiple of vae.downsample={vae.downsample}")
+        if problems:
+            raise ValueError("; ".join(problems))
         self.model = MotionVAE(vae)
         self.ema = make_ema(self.model)
         # Saved in every checkpoint: real-unit metrics and downstream users need the normalisation trained with.

@@ -1,9 +1,11 @@
 """The vae config group: presets and experiments load; mistakes name the key."""
 
 import pytest
+from omegaconf import OmegaConf
 
 from moda_train.config import CONFIGS_ROOT, ConfigError, load_config
 from moda_train.experiment import VAEExperiment
+from moda_train.lit.vae_module import MotionVAELightningModule
 
 
 @pytest.mark.parametrize("preset, downsample", [("tiny", 2), ("full", 4)])
@@ -22,3 +24,11 @@ def test_bad_vae_keys_are_named():
         load_config(tiny, ["vae.latent_dimm=3"])
     with pytest.raises(ConfigError, match=r"vae\.downsample=3: choose one of \(1, 2, 4\)"):
         load_config(tiny, ["vae.downsample=3"])
+
+
+def test_module_refuses_a_window_the_vae_cannot_split():
+    typed, tree = load_config(
+        CONFIGS_ROOT / "experiments" / "vae_tiny_cpu.yaml", ["data.window_frames=81", "vae.downsample=2"]
+    )
+    with pytest.raises(ValueError, match="data.window_frames=81 is not a multiple of vae.downsample=2"):
+        MotionVAELightningModule(OmegaConf.to_container(tree, resolve=True))
