@@ -106,7 +106,8 @@ def probe(path: str) -> VideoInfo:
             f"file is truncated: its header promises {declared:.2f} s but the video data ends at {times[-1]:.2f} s"
         )
     vfr = bool(np.std(intervals) > VFR_TOLERANCE * frame_interval)
-    fps = float(stream.average_rate) if stream.average_rate else 1.0 / frame_interval
+    # From the packets themselves: ffmpeg's stream.average_rate read here was seen to vary between runs.
+    fps = (len(times) - 1) / float(times[-1] - times[0])
     return VideoInfo(
         duration_s=float(times[-1] - times[0] + frame_interval),
         fps=fps,

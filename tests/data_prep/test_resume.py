@@ -50,13 +50,13 @@ def cli(config: Path) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
-    """The corpus and the output of one uninterrupted run."""
+    """The corpus and the output of one uninterrupted run, through the CLI like the runs compared with it."""
     root = tmp_path_factory.mktemp("resume_corpus")
     build_corpus(root)
     out = root.parent / "clean_out"
     config = write_config(root.parent / "clean.yaml", root, out)
-    cfg, _ = load_config(config, schema=ShardConfig)
-    run(cfg, progress=False)
+    job = cli(config)
+    assert job.wait(timeout=300) == 0, job.stderr.read()
     return root, config, snapshot(out)
 
 
@@ -93,15 +93,16 @@ def test_killed_run_resumes_to_the_same_bytes(clean, tmp_path):
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     after = snapshot(out)
     assert sorted(after) == sorted(first)
-    assert [name for name in first if after[name] != first[name]] == []
+    assert [name for name in first if after[name] != first[name]] == [], "files differ from the clean run"
     assert not list(out.glob(".*"))  # no temporary file left behind
 
 
 def test_crash_between_rename_and_manifest_is_repaired(clean, tmp_path):
-    root, config, first = clean
+    root, config, _ = clean
     cfg, _ = load_config(config, ["output.dir=" + str(tmp_path / "out")], schema=ShardConfig)
     out = Path(cfg.output.dir)
     run(cfg, progress=False)
+    first = snapshot(out)
     # As if the run died right after renaming its last shard: manifest rows missing, a stale partial shard left.
     rows = read_jsonl(out / "manifest.jsonl")
     (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
