@@ -20,7 +20,7 @@ from torch import nn
 
 from evaluation.frechet import frechet_distance_from_features
 from evaluation.i3d import InceptionI3d
-from evaluation.weights import load_state_dict_checked, require_file
+from evaluation.weights import load_state_dict_checked, read_state_dict, require_file
 
 
 class _TorchScriptI3D(nn.Module):
@@ -41,11 +41,7 @@ def load_i3d(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
         return _TorchScriptI3D(torch.jit.load(str(path), map_location=device)).eval()
     except RuntimeError:
         pass  # not a TorchScript archive: a state dict then
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: neither TorchScript nor a state dict")
+    state = read_state_dict(path)
     num_classes = state["logits.conv3d.weight"].shape[0] if "logits.conv3d.weight" in state else 400
     return load_state_dict_checked(InceptionI3d(num_classes), state, path).to(device).eval()
 

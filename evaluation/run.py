@@ -67,7 +67,10 @@ def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
                     from data_prep.motion import get_motion_extractor
                 except ImportError as err:
                     raise WeightsMissing(f"data_prep's motion extractor is not available ({err})") from err
-                extractor = get_motion_extractor(cfg.motion.extractor)
+                try:
+                    extractor = get_motion_extractor(cfg.motion.extractor)
+                except FileNotFoundError as err:  # e.g. the liveportrait backend without its weights
+                    raise WeightsMissing(str(err)) from err
                 weights["motion extractor"] = {"name": extractor.name, "version": extractor.version}
             status[group] = "ok"
         except WeightsMissing as err:

@@ -10,14 +10,13 @@ Crop: our videos are already aligned face crops (MoDA's output, data_prep's crop
 face tracker produces before it resizes to 224; the whole frame is therefore SyncNet's face crop, and the lip tower
 itself looks at the mouth region in its lower half. Videos that are not face crops must be cropped first.
 
-Offset search: audio embeddings zero-padded by `vshift` on both sides; for every video window the Euclidean
-distance to the audio windows at offsets -vshift..+vshift; mdist[k] = mean over windows; Sync-D = min(mdist),
-Sync-C = median(mdist) - min(mdist), AV offset = vshift - argmin(mdist) (positive: the video lags the audio).
+Offset search (`moda_train.models.sync_math`, shared with the motion-space ALSE expert): audio embeddings
+zero-padded by `vshift` on both sides; for every video window the Euclidean distance to the audio windows at
+offsets -vshift..+vshift; mdist[k] = mean over windows; Sync-D = min(mdist), Sync-C = median(mdist) - min(mdist),
+AV offset = vshift - argmin(mdist) (positive: the video lags the audio).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -25,44 +24,13 @@ import python_speech_features
 import torch
 
 from evaluation.syncnet import SyncNet
+from moda_train.models.sync_math import SyncResult, sync_from_embeddings
 
 SAMPLE_RATE = 16000
 SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 MFCC_PER_FRAME = 4
 WINDOW = 5  # video frames per SyncNet window (20 MFCC frames)
 FACE_SIZE = 224
-
-
-@dataclass
-class SyncResult:
-    """One video's sync scores and the mean distance per offset they come from."""
-
-    offset: int
-    sync_c: float
-    sync_d: float
-    mdist: list[float]
-    windows: int
-
-
-def sync_from_embeddings(video: torch.Tensor, audio: torch.Tensor, vshift: int = 15) -> SyncResult:
-    """Offset search over -vshift..vshift on per-window embeddings video [N, D] and audio [N, D] (module doc)."""
-    if video.ndim != 2 or video.shape != audio.shape or len(video) == 0:
-        raise ValueError(f"need two non-empty [N, D] embeddings of equal shape, got {video.shape}, {audio.shape}")
-    video, audio = video.double(), audio.double()
-    padded = torch.nn.functional.pad(audio, (0, 0, vshift, vshift))  # [N + 2 vshift, D]
-    # dists[i, k] = |video_i - audio_{i + k - vshift}|, audio outside the clip is the zero vector
-    windows = padded.unfold(0, 2 * vshift + 1, 1).permute(0, 2, 1)  # [N, 2 vshift + 1, D]
-    dists = torch.linalg.vector_norm(video[:, None, :] - windows, dim=-1)
-    mdist = dists.mean(dim=0)
-    min_dist, argmin = torch.min(mdist, dim=0)
-    # torch.median returns the lower of the two middle values, as syncnet_python does (31 offsets: no tie).
-    return SyncResult(
-        offset=int(vshift - argmin),
-        sync_c=float(torch.median(mdist) - min_dist),
-        sync_d=float(min_dist),
-        mdist=mdist.tolist(),
-        windows=len(video),
-    )
 
 
 def mfcc(audio: np.ndarray) -> np.ndarray:
@@ -94,7 +62,9 @@ class SyncScorer:
         for start in range(0, count, self.batch_size):
             ids = range(start, min(count, start + self.batch_size))
             v = torch.stack([video[:, i : i + WINDOW] for i in ids])  # [B, 3, 5, 224, 224]
-            a = torch.stack([cepstra[None, :, 4 * i : 4 * i + 4 * WINDOW] for i in ids])  # [B, 1, 13, 20]
+            a = torch.stack(
+                [cepstra[None, :, MFCC_PER_FRAME * i : MFCC_PER_FRAME * (i + WINDOW)] for i in ids]
+            )  # [B, 1, 13, 20]
             video_emb.append(self.net.forward_video(v.to(self.device)).cpu())
             audio_emb.append(self.net.forward_audio(a.to(self.device)).cpu())
         return sync_from_embeddings(torch.cat(video_emb), torch.cat(audio_emb), self.vshift)

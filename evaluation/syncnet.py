@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from evaluation.weights import load_state_dict_checked, require_file
+from evaluation.weights import load_state_dict_checked, read_state_dict, require_file
 
 EMBED_DIM = 1024
 
@@ -78,7 +78,5 @@ class SyncNet(nn.Module):
 def load_syncnet(path: str | Path, device: str | torch.device = "cpu") -> SyncNet:
     """Load `syncnet_v2.model` (a state dict); raise WeightsMissing if absent, ValueError if it does not fit."""
     path = require_file(Path(path), "syncnet")
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+    state = read_state_dict(path)
     return load_state_dict_checked(SyncNet(), state, path).to(device).eval()

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import pickle
 from functools import lru_cache
 from pathlib import Path
 
+import torch
 from torch import nn
 
 # metric -> (environment variable, file name under weights/ used when neither config nor environment names one)
@@ -69,6 +71,19 @@ def sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file (cached per path, size and modification time: weights files are large)."""
     stat = Path(path).stat()
     return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def read_state_dict(path: Path) -> dict:
+    """A state dict from a torch checkpoint file (a `state_dict` entry inside is unwrapped); clear errors."""
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable torch checkpoint ({err})") from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state
 
 
 def load_state_dict_checked(net: nn.Module, state: dict, source: str | Path) -> nn.Module:

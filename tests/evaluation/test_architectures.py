@@ -143,3 +143,12 @@ def test_missing_weights_are_reported_with_the_path(tmp_path, monkeypatch):
         load_i3d(resolve_weights("i3d", ""))
     with pytest.raises(WeightsMissing, match=r"weights not found at weights/syncnet_v2\.model"):
         load_syncnet(resolve_weights("syncnet", ""))
+
+
+def test_unreadable_weights_file_is_an_error_not_a_skip(tmp_path):
+    path = tmp_path / "syncnet_v2.model"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable torch checkpoint"):
+        load_syncnet(path)
+    with pytest.raises(ValueError, match="not a readable torch checkpoint"):
+        load_i3d(path)
