@@ -113,6 +113,22 @@ class TrainConfig:
 
 
 @dataclass
+class SyncLossConfig:
+    checkpoint: str = ""
+    """A trained ALSE checkpoint (from an `alse` experiment); empty = train without the ALSE loss."""
+    weight: float = 0.1
+    """Weight of the ALSE sync loss added to the flow loss."""
+    tau: float = 0.4
+    """Adaptive gate: a sample contributes only if the expert scores its ground-truth lips above this cosine."""
+    noise_power: float = 0.0
+    """Down-weight the loss at high noise by (1 - t) ** noise_power (0 = no down-weighting)."""
+
+    def __post_init__(self) -> None:
+        if self.weight < 0 or not 0.0 <= self.tau <= 1.0 or self.noise_power < 0:
+            raise ValueError("sync.weight and sync.noise_power must be >= 0 and sync.tau must lie in [0, 1]")
+
+
+@dataclass
 class MMDiTExperiment:
     task: str = "mmdit"
     """Which model this experiment trains."""
@@ -126,6 +142,8 @@ class MMDiTExperiment:
     """Trainer, batch, precision, strategy, checkpointing."""
     data: DataConfig = field(default_factory=DataConfig)
     """Shards, windows, loader."""
+    sync: SyncLossConfig = field(default_factory=SyncLossConfig)
+    """The optional ALSE lip-sync loss on the predicted clean motion."""
 
 
 @dataclass

@@ -15,6 +15,7 @@ from moda_train.data.normalization import MotionStats
 from moda_train.experiment import MMDiTExperiment
 from moda_train.flow.loss import flow_loss
 from moda_train.flow.sampler import sample
+from moda_train.lit.alse_loss import ALSELoss
 from moda_train.lit.ema import make_ema, update_ema
 from moda_train.lit.figures import motion_curves
 from moda_train.lit.optim import configure_adamw
@@ -45,6 +46,7 @@ class MoDALightningModule(L.LightningModule):
         stats = stats or MotionStats.from_arrays([0.0] * MOTION_DIM, [1.0] * MOTION_DIM)
         self.register_buffer("motion_mean", torch.as_tensor(stats.mean))
         self.register_buffer("motion_std", torch.as_tensor(stats.std))
+        self.sync_loss: ALSELoss | None = None  # built in setup(): inference never needs the expert's file
 
     def _generator(self, batch_idx: int, stage: str) -> torch.Generator:
         """Noise, t and condition dropout come from a generator seeded by the data position, not from a running
@@ -64,6 +66,10 @@ class MoDALightningModule(L.LightningModule):
         terms = flow_loss(
             model, batch["motion"], cond, flow, self.groups, generator=self._generator(batch_idx, stage)
         )
+        if self.sync_loss is not None:
+            sync = self.sync_loss(terms["x0_hat"], batch["motion"], batch["audio"], terms["t"])
+            terms["loss"] = terms["loss"] + sync["loss"]
+            terms.update({f"alse/{name}": value for name, value in sync.items()})
         scalars = {f"{stage}/{name}": v for name, v in terms.items() if v.ndim == 0 and name != "loss"}
         self.log_dict(
             scalars,
@@ -81,6 +87,15 @@ class MoDALightningModule(L.LightningModule):
             sync_dist=stage != "train",
         )
         return terms["loss"]
+
+    @override
+    def setup(self, stage: str) -> None:
+        sync = self.cfg.sync
+        if stage == "fit" and sync.checkpoint and self.sync_loss is None:
+            stats = MotionStats.from_arrays(self.motion_mean.cpu().numpy(), self.motion_std.cpu().numpy())
+            self.sync_loss = ALSELoss.from_checkpoint(
+                sync.checkpoint, sync.weight, sync.tau, sync.noise_power, motion_stats=stats
+            )
 
     @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

@@ -102,3 +102,24 @@ def test_warmup_cosine_schedule():
     assert warmup_cosine(55, 10, 100, 0.1) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert warmup_cosine(100, 10, 100, 0.1) == pytest.approx(0.1)
     assert warmup_cosine(500, 10, 100, 0.1) == pytest.approx(0.1)
+
+
+@pytest.mark.slow
+def test_training_with_the_alse_loss_logs_it(shards, tmp_path):
+    alse_experiment = CONFIGS_ROOT / "experiments" / "alse_tiny_cpu.yaml"
+    cfg, tree = load_config(
+        alse_experiment,
+        [
+            f"data.train_shards={shards}/train-*.tar", "data.val_shards=", f"data.stats_path={shards}/stats.json",
+            f"train.out_dir={tmp_path}", "train.run_name=alse", "train.max_steps=3", "data.num_workers=0",
+        ],
+    )  # fmt: skip
+    expert = run_experiment(cfg, tree, alse_experiment) / "checkpoints" / "last.ckpt"
+    run_dir = _train(
+        shards, tmp_path / "mmdit", "train.max_steps=3", "data.val_shards=", f"sync.checkpoint={expert}",
+        "sync.tau=0.0",  # let every sample through: the 3-step expert is not yet confident
+    )  # fmt: skip
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/alse/sync", "train/alse/gate_fraction"} <= tags
+    assert all(e.value == 1.0 for e in events.Scalars("train/alse/gate_fraction"))
