@@ -37,7 +37,7 @@ def _blur(frames: np.ndarray, audio: np.ndarray, rng: np.random.Generator):
 
 def _shifted(frames: np.ndarray, audio: np.ndarray, rng: np.random.Generator):
     delay = SHIFT_FRAMES * SAMPLES_PER_FRAME
-    return frames, np.concatenate([np.zeros(delay, np.float32), audio[:-delay]])
+    return frames, np.concatenate([np.zeros(delay, np.float32), audio])[: len(audio)]
 
 
 def _frozen(frames: np.ndarray, audio: np.ndarray, rng: np.random.Generator):
@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the jitter")
     args = parser.parse_args(argv)
     videos = sorted(Path(args.videos).glob("*.mp4"))
+    if not videos:
+        parser.error(f"no .mp4 files in {args.videos}")
     try:
         split = make_degraded_split(videos, Path(args.out), args.kinds, args.seed)
     except ValueError as err:
