@@ -100,6 +100,7 @@ def test_paths_listed_in_a_csv_that_cannot_be_read(tmp_path):
     assert sum(summary["clips"].values()) == 1
 
 
+@pytest.mark.slow
 def test_high_resolution_input_is_downscaled_not_rejected(tmp_path):
     # 4K at 5 fps keeps the test fast: 18 decoded frames, resampled to 25 fps by timestamp.
     talking_video(tmp_path / "uhd.mp4", seconds=3.6, fps=5, size=(3840, 2160))

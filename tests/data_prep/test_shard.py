@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +202,38 @@ def test_dry_run_counts_inputs_and_writes_nothing(corpus, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["inputs"] == {"train": 2, "val": 1, "test": 1}
     assert report["motion_backend"]["name"] == "landmarks" and not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+@pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs a running Slurm (sbatch on PATH)")
+def test_slurm_array_job_and_merge(corpus, sharded, tmp_path):
+    """slurm/shard.sh on a real Slurm: two array tasks and the dependent merge job give the single-run result."""
+    _, single = sharded
+    out = tmp_path / "out"
+    config = tmp_path / "slurm.yaml"
+    config.write_text(
+        f"input:\n  root: {corpus}\n  annotations: {corpus / 'labels.csv'}\noutput:\n  dir: {out}\n"
+        "  shard_max_clips: 2\nclip:\n  max_seconds: 6.5\n"
+    )
+    env = dict(os.environ, SHARD_CPUS="1", SHARD_LOG_DIR=str(tmp_path / "logs"))
+    repo = Path(__file__).resolve().parents[2]
+    submitted = subprocess.run(
+        ["bash", "slurm/shard.sh", str(config), "2"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    deadline = time.monotonic() + 900  # the local cluster may be busy with other jobs
+    while not (out / "stats.json").is_file() and time.monotonic() < deadline:
+        time.sleep(2)
+    time.sleep(1)  # stats.json is the merge's last write; let the job finish
+    merged, one = (json.loads((d / "stats.json").read_text()) for d in (out, single))
+    assert merged["num_frames"] == one["num_frames"]
+    np.testing.assert_allclose(merged["mean"], one["mean"], rtol=1e-9, atol=1e-12)
+    assert sorted(r["key"] for r in read_jsonl(out / "manifest.jsonl")) == sorted(
+        r["key"] for r in read_jsonl(single / "manifest.jsonl")
+    )
