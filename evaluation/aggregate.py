@@ -19,6 +19,13 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "sync_c": ("sync", "higher", "SyncNet confidence: median - min of the mean distance over offsets"),
     "sync_d": ("sync", "lower", "SyncNet distance at the best offset"),
     "av_offset_abs": ("sync", "lower", "mean |audio-video offset| in frames found by SyncNet"),
+    "motion_sync_c": (
+        "motion_sync",
+        "higher",
+        "ALSE confidence on re-extracted lip motion (same formula as Sync-C)",
+    ),
+    "motion_sync_d": ("motion_sync", "lower", "ALSE distance at the best offset (same formula as Sync-D)"),
+    "motion_av_offset_abs": ("motion_sync", "lower", "mean |offset| in frames found by ALSE"),
     "fsim": ("fsim", "higher", "cosine similarity of dlib face descriptors, reference photo vs frames"),
     "pose_spread": ("diversity", "closer to ground truth", "std over time of pitch/yaw/roll (deg), per video"),
     "sample_diversity_expression": ("diversity", "higher", "mean pairwise distance of seed samples, expression"),
@@ -33,6 +40,9 @@ PER_VIDEO = {
     "sync_c": ("sync", "sync_c"),
     "sync_d": ("sync", "sync_d"),
     "av_offset": ("sync", "offset"),
+    "motion_sync_c": ("motion_sync", "sync_c"),
+    "motion_sync_d": ("motion_sync", "sync_d"),
+    "motion_av_offset": ("motion_sync", "offset"),
     "fsim": ("fsim", "value"),
     "pose_spread": ("diversity", "pose_spread"),
     "sample_diversity_expression": ("diversity", "sample_expression"),
@@ -99,8 +109,8 @@ def aggregate(cfg: EvalConfig, records: list[VideoRecord], status: dict[str, str
             else:
                 compute = fid_from_features if name == "fid" else frechet_distance_from_features
                 out[name] = _ok(compute(real, fake), better)
-        elif name == "av_offset_abs":
-            offsets = _mean_of(records, "av_offset")
+        elif name.endswith("av_offset_abs"):
+            offsets = _mean_of(records, name.removesuffix("_abs"))
             out[name] = _ok(np.mean(np.abs(offsets)), better) if offsets else _skip("no video scored", better)
         else:
             values = _mean_of(records, name)

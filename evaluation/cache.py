@@ -33,7 +33,7 @@ def fingerprint(cfg: EvalConfig, clip: Clip, enabled: set[str], weights: dict[st
     inputs = [clip.video, clip.audio, clip.reference, generated_path(cfg, clip.key), *seed_paths(cfg, clip.key)]
     settings = {
         name: dataclasses.asdict(getattr(cfg, name))
-        for name in ("fid", "fvd", "sync", "fsim", "motion", "diversity")
+        for name in ("fid", "fvd", "sync", "motion_sync", "fsim", "motion", "diversity")
     }
     content = {
         "files": [_file_id(p) for p in inputs],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-METRICS = ("fid", "fvd", "sync", "fsim", "diversity", "smoothness")
+METRICS = ("fid", "fvd", "sync", "motion_sync", "fsim", "diversity", "smoothness")
 
 
 @dataclass
@@ -52,6 +52,16 @@ class SyncConfig:
 
 
 @dataclass
+class MotionSyncConfig:
+    checkpoint: str = ""
+    """ALSE lip-sync expert (a Lightning checkpoint file trained by this framework, `task: alse`) that scores the
+    motion re-extracted from each video against its audio; empty = $MODA_ALSE_PATH, else weights/alse.ckpt."""
+    audio_backend: str = ""
+    """data_prep audio feature backend the expert was trained on (logmel, hubert); empty = the checkpoint's
+    data.audio_backend."""
+
+
+@dataclass
 class FSIMConfig:
     frames_per_video: int = 10
     """Generated frames per video compared with the reference photo, evenly spaced; 0 = every frame."""
@@ -60,7 +70,7 @@ class FSIMConfig:
 @dataclass
 class MotionConfig:
     extractor: str = "landmarks"
-    """data_prep motion extractor that re-extracts motion from videos (diversity and smoothness)."""
+    """data_prep motion extractor that re-extracts motion from videos (diversity, smoothness, motion_sync)."""
     crop_size: int = 256
     """Frames are resized to this square size before extraction (the extractors expect 256 px face crops)."""
 
@@ -87,7 +97,7 @@ class EvalConfig:
     out_dir: str = "outputs/eval"
     """Where metrics.json, report.md, the plot and the per-video cache (cache/) go."""
     metrics: list[str] = field(default_factory=lambda: list(METRICS))
-    """Metrics to compute, any of fid, fvd, sync, fsim, diversity, smoothness."""
+    """Metrics to compute, any of fid, fvd, sync, motion_sync, fsim, diversity, smoothness."""
     fps: float = 25.0
     """Frame rate every video must have (all protocols assume 25 fps); a video at another rate is an error."""
     max_frames: int = 0
@@ -106,10 +116,12 @@ class EvalConfig:
     """FVD protocol and I3D weights."""
     sync: SyncConfig = field(default_factory=SyncConfig)
     """Sync-C / Sync-D protocol and SyncNet weights."""
+    motion_sync: MotionSyncConfig = field(default_factory=MotionSyncConfig)
+    """Motion-space lip sync (ALSE expert) on re-extracted motion."""
     fsim: FSIMConfig = field(default_factory=FSIMConfig)
     """Identity similarity frame sampling."""
     motion: MotionConfig = field(default_factory=MotionConfig)
-    """Motion re-extraction for diversity and smoothness."""
+    """Motion re-extraction for diversity, smoothness and motion_sync."""
     diversity: DiversityConfig = field(default_factory=DiversityConfig)
     """Multi-seed samples for sample diversity."""
 

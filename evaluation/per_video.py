@@ -46,6 +46,14 @@ def seed_paths(cfg: EvalConfig, key: str) -> list[Path]:
     return [p for p in paths if p.is_file()]
 
 
+def alse_audio_backend(cfg: EvalConfig, scorer) -> str:
+    """The audio feature backend for the ALSE expert: the config's, else the one its checkpoint was trained on."""
+    backend = cfg.motion_sync.audio_backend or scorer.module.cfg.data.audio_backend
+    if not backend:
+        raise ValueError("the ALSE checkpoint does not record its audio backend: set motion_sync.audio_backend")
+    return backend
+
+
 class VideoEvaluator:
     """Computes the enabled metrics' per-video parts; see the module docstring."""
 
@@ -72,6 +80,16 @@ class VideoEvaluator:
 
                 net = load_syncnet(resolve_weights("syncnet", cfg.sync.weights), cfg.device)
                 self._nets[name] = SyncScorer(net, cfg.sync.vshift, cfg.sync.batch_size, cfg.device)
+            elif name == "alse":
+                from moda_train.alse_score import ALSEScorer
+
+                self._nets[name] = ALSEScorer.from_checkpoint(
+                    resolve_weights("alse", cfg.motion_sync.checkpoint), cfg.device
+                )
+            elif name == "audio_features":
+                from data_prep.audio import get_audio_extractor
+
+                self._nets[name] = get_audio_extractor(alse_audio_backend(cfg, self._net("alse")))
             elif name == "face":
                 from evaluation.fsim import FaceEmbedder
 
@@ -122,9 +140,11 @@ class VideoEvaluator:
             record.values["sync"] = self._sync(clip, gen_path, fake)
         if "fsim" in on:
             record.values["fsim"] = self._fsim(clip, real, fake)
-        if "diversity" in on or "smoothness" in on:
+        if on & {"diversity", "smoothness", "motion_sync"}:
             motion = self._motion(fake)
             record.arrays["motion"] = motion
+            if "motion_sync" in on:
+                record.values["motion_sync"] = self._motion_sync(clip, gen_path, motion)
             if "diversity" in on:
                 record.values["diversity"] = {"pose_spread": temporal_pose_spread(motion)}
                 record.values["diversity"].update(self._sample_diversity(clip, motion))
@@ -137,11 +157,14 @@ class VideoEvaluator:
                 }
         return record
 
-    def _sync(self, clip: Clip, gen_path: Path, fake: np.ndarray) -> dict:
+    def _audio(self, clip: Clip, gen_path: Path) -> tuple[str, np.ndarray]:
+        # The generated file's own track is what a viewer hears; the split's audio is the fallback.
         if self.cfg.sync.audio == "generated" and has_audio(gen_path):
-            source, audio = "generated", load_audio(gen_path)
-        else:
-            source, audio = "split", load_audio(clip.audio or clip.video)
+            return "generated", load_audio(gen_path)
+        return "split", load_audio(clip.audio or clip.video)
+
+    def _sync(self, clip: Clip, gen_path: Path, fake: np.ndarray) -> dict:
+        source, audio = self._audio(clip, gen_path)
         result = self._net("syncnet")(fake, audio)
         return {
             "offset": result.offset,
@@ -150,6 +173,18 @@ class VideoEvaluator:
             "windows": result.windows,
             "audio": source,
             "mdist": result.mdist,
+        }
+
+    def _motion_sync(self, clip: Clip, gen_path: Path, motion: np.ndarray) -> dict:
+        source, audio = self._audio(clip, gen_path)
+        features = self._net("audio_features").extract(audio, len(motion))
+        result = self._net("alse").score_sync(motion, features)
+        return {
+            "offset": result["offset"],
+            "sync_c": result["confidence"],
+            "sync_d": result["min_dist"],
+            "windows": result["windows"],
+            "audio": source,
         }
 
     def _fsim(self, clip: Clip, real: np.ndarray, fake: np.ndarray) -> dict:

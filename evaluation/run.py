@@ -21,10 +21,10 @@ from tqdm import tqdm
 from evaluation.aggregate import aggregate, per_video_table
 from evaluation.cache import fingerprint, load_cached, save_cached
 from evaluation.config import EvalConfig
-from evaluation.per_video import VideoEvaluator, VideoRecord, generated_path
+from evaluation.per_video import VideoEvaluator, VideoRecord, alse_audio_backend, generated_path
 from evaluation.report import package_versions, write_report
 from evaluation.split import Clip, load_split
-from evaluation.weights import WeightsMissing, resolve_weights, sha256
+from evaluation.weights import WeightsMissing, require_file, resolve_weights, sha256
 from moda_train.config import ConfigError, describe_schema, load_config, save_config
 
 
@@ -62,7 +62,13 @@ def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
 
                 for path in fsim_weights_paths():
                     weights[f"dlib {path.name}"] = _weights_entry(path)
-            elif group in ("diversity", "smoothness") and "motion extractor" not in weights:
+            elif group == "motion_sync":
+                from moda_train.alse_score import ALSEScorer
+
+                path = require_file(resolve_weights("alse", cfg.motion_sync.checkpoint), "alse")
+                scorer = ALSEScorer.from_checkpoint(path)
+                weights["alse"] = {**_weights_entry(path), "audio_backend": alse_audio_backend(cfg, scorer)}
+            if group in ("diversity", "smoothness", "motion_sync") and "motion extractor" not in weights:
                 try:
                     from data_prep.motion import get_motion_extractor
                 except ImportError as err:
@@ -75,8 +81,6 @@ def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
             status[group] = "ok"
         except WeightsMissing as err:
             status[group] = str(err)
-    if "smoothness" in status and "diversity" in status and status["diversity"] != "ok":
-        status["smoothness"] = status["diversity"]
     return status, weights
 
 
@@ -183,6 +187,8 @@ def _counts(cfg: EvalConfig, clips: list[Clip], done: list[VideoRecord], failure
     if "sync" in cfg.metrics:
         counts["SyncNet windows"] = total("sync", "windows")
         counts["SyncNet offsets searched"] = f"-{cfg.sync.vshift}..{cfg.sync.vshift}"
+    if "motion_sync" in cfg.metrics:
+        counts["ALSE windows"] = total("motion_sync", "windows")
     if "fsim" in cfg.metrics:
         counts["F-SIM frames"] = total("fsim", "frames")
         counts["F-SIM frames without a detected face"] = total("fsim", "fallback_frames")

@@ -21,6 +21,7 @@ from torch import nn
 WEIGHT_SOURCES: dict[str, tuple[str, str]] = {
     "i3d": ("MODA_I3D_PATH", "weights/i3d_torchscript.pt"),
     "syncnet": ("MODA_SYNCNET_PATH", "weights/syncnet_v2.model"),
+    "alse": ("MODA_ALSE_PATH", "weights/alse.ckpt"),
 }
 
 

@@ -7,8 +7,9 @@ each "generated" set is a re-encoded copy with one degradation (evaluation.degra
     shifted   audio delayed by 10 frames (400 ms)        -> frames untouched: FID / F-SIM unchanged
     frozen    the first frame repeated                   -> head-pose spread and motion jerk down to ~0
     jitter    each frame translated by up to 6 px        -> motion jerk and frame acceleration up
-Sync-C/D and FVD need weights that cannot ship here: without them they are reported as skipped with the path;
-with random-init weights files the full path runs (numbers meaningless, so only their presence is checked).
+Sync-C/D, FVD and motion-space sync (ALSE) need weights that cannot ship here: without them they are reported as
+skipped with the path; with random-init weights files the full path runs (numbers meaningless, so only their
+presence is checked).
 Frames are subsampled (4 per clip for FID, 3 for F-SIM) to keep the test fast on two busy cores.
 """
 
@@ -17,6 +18,7 @@ from importlib import metadata
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from data_prep.demo_corpus import build_corpus
 from evaluation.config import EvalConfig
@@ -24,7 +26,8 @@ from evaluation.degrade import DEGRADATIONS, make_degraded_split
 from evaluation.i3d import InceptionI3d
 from evaluation.run import evaluate, main
 from evaluation.syncnet import SyncNet
-from moda_train.config import load_config
+from moda_train.config import CONFIGS_ROOT, load_config
+from moda_train.lit.alse_module import ALSELightningModule
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +45,13 @@ def _config(bench, name: str, *overrides: str) -> EvalConfig:
         f"split={bench / 'split.csv'}",
         f"generated_dir={bench / name}",
         f"out_dir={bench / 'out' / name}",
-        "metrics=[fid,fvd,sync,fsim,diversity,smoothness]",
+        "metrics=[fid,fvd,sync,motion_sync,fsim,diversity,smoothness]",
         "fid.frames_per_video=4",
         "fsim.frames_per_video=3",
         "threads=1",
         f"fvd.weights={bench / 'no-such-i3d.pt'}",
         f"sync.weights={bench / 'no-such-syncnet.model'}",
+        f"motion_sync.checkpoint={bench / 'no-such-alse.ckpt'}",
     ]
     cfg, _ = load_config(None, base + list(overrides), schema=EvalConfig)
     return cfg
@@ -88,6 +92,8 @@ def test_missing_weights_are_skipped_with_the_path(bench, reports):
     )
     for name in ("sync_c", "sync_d", "av_offset_abs"):
         assert metrics[name]["value"] is None and "no-such-syncnet.model" in metrics[name]["status"]
+    for name in ("motion_sync_c", "motion_sync_d", "motion_av_offset_abs"):
+        assert metrics[name]["value"] is None and "no-such-alse.ckpt" in metrics[name]["status"]
     assert metrics["sample_diversity_pose"]["status"].startswith("skipped: no clip has >= 3 seed samples")
 
 
@@ -131,15 +137,25 @@ def test_worker_processes_give_identical_numbers(bench, reports):
         assert parallel["metrics"][metric] == reports["jitter"]["metrics"][metric], metric
 
 
+def _random_alse_checkpoint(path):
+    # An untrained tiny expert saved the way Lightning saves one (hyper-parameters + state dict).
+    _, tree = load_config(CONFIGS_ROOT / "experiments" / "alse_tiny_cpu.yaml")
+    config = OmegaConf.to_container(tree)
+    module = ALSELightningModule(config)
+    torch.save({"hyper_parameters": {"config": config}, "state_dict": module.state_dict()}, path)
+
+
 def test_random_init_weights_run_sync_and_fvd(bench):
     torch.manual_seed(0)
     torch.save(SyncNet().state_dict(), bench / "syncnet.model")
     torch.save(InceptionI3d().state_dict(), bench / "i3d.pt")
+    _random_alse_checkpoint(bench / "alse.ckpt")
     cfg = _config(
         bench,
         "shifted",
         f"out_dir={bench / 'out' / 'random-weights'}",
-        "metrics=[sync,fvd]",
+        "metrics=[sync,fvd,motion_sync]",
+        f"motion_sync.checkpoint={bench / 'alse.ckpt'}",
         "max_frames=16",
         f"sync.weights={bench / 'syncnet.model'}",
         f"fvd.weights={bench / 'i3d.pt'}",
@@ -150,7 +166,10 @@ def test_random_init_weights_run_sync_and_fvd(bench):
     assert report["protocol"]["counts"]["SyncNet windows"] == 2 * 11
     for row in report["per_video"].values():
         assert -15 <= row["av_offset"] <= 15 and row["sync_c"] >= 0
+        assert -15 <= row["motion_av_offset"] <= 15 and row["motion_sync_c"] >= 0
     assert len(report["protocol"]["weights"]["syncnet"]["sha256"]) == 64
+    assert report["protocol"]["weights"]["alse"]["audio_backend"] == "logmel"
+    assert report["protocol"]["counts"]["ALSE windows"] > 0
 
 
 def test_cli_writes_the_report_and_rejects_bad_keys(bench, capsys):
