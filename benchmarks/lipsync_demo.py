@@ -61,10 +61,13 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denominator) if denominator > 0 else 0.0
 
 
-def split_videos(shards: Path, split: str) -> list[tuple[str, Path]]:
-    """(key, source video) of the clips of one split, from the shard set's manifest."""
+def split_videos(shards: Path, videos: Path, split: str) -> list[tuple[str, Path]]:
+    """(key, source video) of the clips of one split, from the shard set's manifest (sources relative to the
+    corpus folder `videos`)."""
     rows = [json.loads(line) for line in (shards / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    clips = [(r["key"], Path(r["source"])) for r in rows if r["split"] == split and r.get("status", "ok") == "ok"]
+    clips = [
+        (r["key"], videos / r["source"]) for r in rows if r["split"] == split and r.get("status", "ok") == "ok"
+    ]
     if len(clips) < 2:
         raise SystemExit(f"{shards}/manifest.jsonl has {len(clips)} {split} clip(s); the comparison needs >= 2")
     return clips
@@ -74,13 +77,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="MMDiT checkpoint trained on the demo shards")
     parser.add_argument("--shards", default="demo/shards", help="the demo shard set (manifest.jsonl)")
+    parser.add_argument("--videos", default="demo/videos", help="the demo corpus folder the shards were made from")
     parser.add_argument("--split", default="val", help="split whose clips are used (default: val)")
     parser.add_argument("--out", default="outputs/lipsync_demo", help="generated videos (cached) and results")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    clips = split_videos(Path(args.shards), args.split)
+    clips = split_videos(Path(args.shards), Path(args.videos), args.split)
     rows = []
     for index, (key, video) in enumerate(clips):
         other = clips[(index + 1) % len(clips)][1]
