@@ -19,10 +19,10 @@ from moda_train.lit.alse_loss import ALSELoss
 from moda_train.lit.ema import make_ema, update_ema
 from moda_train.lit.figures import motion_curves
 from moda_train.lit.optim import configure_adamw
+from moda_train.models.latent_space import LatentSpace
 from moda_train.models.moda import MoDA
 from moda_train.motion_layout import LIP_DIMS, MOTION_DIM, group_indices
 
-CONDITION_KEYS = ("audio", "identity", "emotion", "prev_motion")
 FIGURE_WINDOWS = 4  # validation windows drawn in the TensorBoard figure
 
 
@@ -37,12 +37,26 @@ class MoDALightningModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.cfg: MMDiTExperiment = config_from_dict(config, MMDiTExperiment)
-        self.model = MoDA(self.cfg.model)
+        # The space the flow works in: identity for raw motion, or a frozen VAE (a submodule, so its weights and
+        # latent statistics travel in every checkpoint, but outside the optimizer and the EMA).
+        vae = self.cfg.model.motion_space == "vae"
+        self.space = LatentSpace.from_checkpoint(self.cfg.model.vae_checkpoint) if vae else LatentSpace.raw()
+        self.space.latent_frames(self.cfg.data.window_frames)  # a window the VAE cannot encode fails here
+        self.model = MoDA(
+            dataclasses.replace(
+                self.cfg.model,
+                motion_dim=self.space.latent_dim,
+                prev_motion_frames=self.space.prev_latent_frames(self.cfg.data.prev_frames),
+                audio_dim=self.space.stacked_dim(self.cfg.model.audio_dim),
+            )
+        )
         self.ema = make_ema(self.model)
-        self.groups = group_indices()
+        self.groups = group_indices() if self.space.is_raw else None  # latents have no expression/pose/lip
         # Validation scores the fully conditioned model: no condition dropout there.
         self.val_flow = dataclasses.replace(self.cfg.flow, drop_audio=0.0, drop_emotion=0.0, drop_prev_motion=0.0)
         # Saved in every checkpoint: sampling de-normalises with the statistics the model was trained on.
+        if stats is not None and vae:  # the VAE must have been trained on the same normalisation
+            self.space.check_motion_stats(torch.as_tensor(stats.mean), torch.as_tensor(stats.std))
         stats = stats or MotionStats.from_arrays([0.0] * MOTION_DIM, [1.0] * MOTION_DIM)
         self.register_buffer("motion_mean", torch.as_tensor(stats.mean))
         self.register_buffer("motion_std", torch.as_tensor(stats.std))
@@ -59,15 +73,25 @@ class MoDALightningModule(L.LightningModule):
         seed = ((self.cfg.train.seed * 1_000_003 + stream) * 1_000_000_007 + index) % 2**63
         return torch.Generator(device=self.device).manual_seed(seed)
 
+    def _space_conditions(self, cond: dict) -> dict:
+        """Conditions at the flow's frame rate: audio frames stacked and previous motion encoded for the VAE
+        space (unchanged in the raw space)."""
+        return {
+            "audio": self.space.stack_frames(cond["audio"]),
+            "identity": cond["identity"],
+            "emotion": cond["emotion"],
+            "prev_motion": self.space.encode_prev(cond["prev_motion"]),
+        }
+
     def _shared_step(self, batch: dict, batch_idx: int, stage: str) -> torch.Tensor:
         model = self.model if stage == "train" else self.ema
-        cond = {key: batch[key] for key in CONDITION_KEYS}
+        cond = self._space_conditions(batch)
         flow = self.cfg.flow if stage == "train" else self.val_flow
-        terms = flow_loss(
-            model, batch["motion"], cond, flow, self.groups, generator=self._generator(batch_idx, stage)
-        )
+        generator = self._generator(batch_idx, stage)
+        terms = flow_loss(model, self.space.encode(batch["motion"]), cond, flow, self.groups, generator=generator)
         if self.sync_loss is not None:
-            sync = self.sync_loss(terms["x0_hat"], batch["motion"], batch["audio"], terms["t"])
+            x0_hat = self.space.decode(terms["x0_hat"])  # the expert judges 70-d lips, in either space
+            sync = self.sync_loss(x0_hat, batch["motion"], batch["audio"], terms["t"])
             terms["loss"] = terms["loss"] + sync["loss"]
             terms.update({f"alse/{name}": value for name, value in sync.items()})
         scalars = {f"{stage}/{name}": v for name, v in terms.items() if v.ndim == 0 and name != "loss"}
@@ -113,7 +137,7 @@ class MoDALightningModule(L.LightningModule):
     def _log_samples(self, batch: dict) -> None:
         """Sample the first windows with the EMA model; log lip error in real units and a curves figure."""
         count = min(FIGURE_WINDOWS, len(batch["motion"]))
-        cond = {key: batch[key][:count] for key in CONDITION_KEYS}
+        cond = {key: batch[key][:count] for key in ("audio", "identity", "emotion", "prev_motion")}
         generated = self.denormalize(self.sample(cond, batch["motion"].shape[1], seed=0))
         truth = self.denormalize(batch["motion"][:count])
         lip_error = (generated - truth)[..., list(LIP_DIMS)].abs().mean()
@@ -128,18 +152,20 @@ class MoDALightningModule(L.LightningModule):
     def sample(
         self, cond: dict, num_frames: int, seed: int = 0, model: torch.nn.Module | None = None
     ) -> torch.Tensor:
-        """Normalised motion [B, T, C] from conditions, with the EMA weights and the configured guidance."""
+        """Normalised 70-d motion [B, T, 70] from conditions at the video frame rate (audio [B, T, A], normalised
+        previous motion [B, P, 70], identity, emotion), with the EMA weights and the configured guidance."""
         flow = self.cfg.flow
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        return sample(
+        latent = sample(
             model or self.ema,
-            cond,
-            num_frames,
+            self._space_conditions(cond),
+            self.space.latent_frames(num_frames),
             steps=flow.sample_steps,
             guidance_audio=flow.guidance_audio,
             guidance_emotion=flow.guidance_emotion,
             generator=generator,
         )
+        return self.space.decode(latent)
 
     def normalize(self, motion: torch.Tensor) -> torch.Tensor:
         return (motion - self.motion_mean) / self.motion_std

@@ -36,8 +36,18 @@ class ModelConfig:
     timestep_freq_dim: int = 256
     """Width of the sinusoidal timestep embedding fed to the timestep MLP."""
 
+    motion_space: str = "raw"
+    """What the flow model generates: `raw` normalised 70-d motion, or `vae` latents of a frozen motion VAE (the
+    training module resizes motion_dim, prev_motion_frames and audio_dim to the VAE's latent frames)."""
+    vae_checkpoint: str = ""
+    """The motion VAE checkpoint used with motion_space=vae (from a `vae` experiment)."""
+
     def __post_init__(self) -> None:
         problems = []
+        if self.motion_space not in ("raw", "vae"):
+            problems.append(f"model.motion_space={self.motion_space!r}: choose raw or vae")
+        elif self.motion_space == "vae" and not self.vae_checkpoint:
+            problems.append("model.motion_space=vae needs model.vae_checkpoint (a trained motion VAE)")
         if self.hidden_size % self.num_heads:
             problems.append(f"model.hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
         elif (self.hidden_size // self.num_heads) % 2:

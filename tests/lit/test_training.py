@@ -123,3 +123,27 @@ def test_training_with_the_alse_loss_logs_it(shards, tmp_path):
     tags = set(events.Tags()["scalars"])
     assert {"train/alse/sync", "train/alse/gate_fraction"} <= tags
     assert all(e.value == 1.0 for e in events.Scalars("train/alse/gate_fraction"))
+
+
+@pytest.mark.slow
+def test_mmdit_trains_and_samples_in_the_vae_latent_space(shards, tmp_path):
+    vae_experiment = CONFIGS_ROOT / "experiments" / "vae_tiny_cpu.yaml"
+    cfg, tree = load_config(
+        vae_experiment,
+        [
+            f"data.train_shards={shards}/train-*.tar", f"data.val_shards={shards}/val-*.tar",
+            f"data.stats_path={shards}/stats.json", f"train.out_dir={tmp_path}", "train.run_name=vae",
+            "train.max_steps=2", "train.val_every_n_steps=1", "data.num_workers=0",
+        ],
+    )  # fmt: skip
+    vae = run_experiment(cfg, tree, vae_experiment) / "checkpoints" / "last.ckpt"
+    run_dir = _train(
+        shards, tmp_path / "mmdit", "train.max_steps=2", "data.val_shards=", "model.motion_space=vae",
+        f"model.vae_checkpoint={vae}",
+    )  # fmt: skip
+    module = MoDALightningModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert module.model.config.motion_dim == module.space.latent_dim != 70
+    cond = {"audio": torch.randn(1, 80, 320), "identity": torch.randn(1, 63), "emotion": torch.tensor([8]),
+            "prev_motion": torch.zeros(1, 1, 70)}  # fmt: skip
+    motion = module.denormalize(module.sample(cond, 80, seed=0))
+    assert motion.shape == (1, 80, 70) and torch.isfinite(motion).all()
