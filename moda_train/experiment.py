@@ -80,6 +80,8 @@ class TrainConfig:
     """Interval of step-numbered checkpoints (plus `last`, which is always kept current)."""
     keep_checkpoints: int = 3
     """Step-numbered checkpoints kept besides `last` and `best`."""
+    dist_timeout_s: float = 1800.0
+    """Seconds a rank waits in a collective before the job fails (a dead rank then ends the job, not hangs it)."""
     resume: str = "auto"
     """auto (continue from the run folder's `last` checkpoint if there is one), never, or a checkpoint path."""
 

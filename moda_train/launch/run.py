@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from moda_train.experiment import TrainConfig
 from moda_train.launch.environment import build_plugins, trainer_devices, world_info_from_env
 from moda_train.launch.preemption import PreemptionCallback
 from moda_train.launch.strategies import build_strategy
-from moda_train.lit.callbacks import ThroughputLogger
+from moda_train.lit.callbacks import FinalCheckpoint, ThroughputLogger
 
 # task -> LightningModule class; every module takes (config dict, motion stats).
 MODULES = {
@@ -60,18 +61,21 @@ def _load_module_class(task: str) -> type[L.LightningModule]:
 def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
     train = cfg.train
     checkpoint_dir = run_dir / "checkpoints"
+    # step-numbered checkpoints plus `last`, which resume=auto continues from
+    step_checkpoints = ModelCheckpoint(
+        dirpath=checkpoint_dir,
+        filename="step-{step:07d}",
+        every_n_train_steps=train.checkpoint_every_n_steps,
+        save_top_k=train.keep_checkpoints,
+        monitor="step",
+        mode="max",
+        save_last=True,
+        enable_version_counter=False,  # never `last-v1.ckpt`: resume=auto must find the newest as `last`
+        auto_insert_metric_name=False,
+    )
     callbacks = [
-        # step-numbered checkpoints plus `last`, which resume=auto continues from
-        ModelCheckpoint(
-            dirpath=checkpoint_dir,
-            filename="step-{step:07d}",
-            every_n_train_steps=train.checkpoint_every_n_steps,
-            save_top_k=train.keep_checkpoints,
-            monitor="step",
-            mode="max",
-            save_last=True,
-            auto_insert_metric_name=False,
-        ),
+        step_checkpoints,
+        FinalCheckpoint(step_checkpoints),
         LearningRateMonitor(logging_interval="step"),
         ThroughputLogger(),
         PreemptionCallback(),
@@ -88,7 +92,7 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
         devices=devices,
         num_nodes=num_nodes,
         precision=train.precision,
-        strategy=build_strategy(train),
+        strategy=build_strategy(train, timeout=timedelta(seconds=train.dist_timeout_s)),
         plugins=build_plugins(train),
         logger=TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""),
         callbacks=callbacks,
@@ -116,8 +120,9 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
     datamodule = MotionDataModule(cfg.data, cfg.train.micro_batch_size, cfg.train.seed)
     stats = MotionStats.load(cfg.data.stats_path)
     trainer = build_trainer(cfg, run_dir)
-    with trainer.init_module(empty_init=cfg.train.strategy == "deepspeed"):
-        module = _load_module_class(cfg.task)(OmegaConf.to_container(tree, resolve=True), stats)
+    # Not under trainer.init_module(empty_init=True): that turns the model's nn.init calls into no-ops. ZeRO-3
+    # still partitions at construction, because Lightning wraps DeepSpeed model setup in deepspeed.zero.Init.
+    module = _load_module_class(cfg.task)(OmegaConf.to_container(tree, resolve=True), stats)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg.train, run_dir / "checkpoints"))
     if trainer.is_global_zero:
         print(f"run folder:   {run_dir}")

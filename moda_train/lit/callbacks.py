@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from typing_extensions import override
 
 
@@ -44,3 +45,21 @@ class ThroughputLogger(L.Callback):
     @override
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._batch_end = None  # the epoch boundary (validation, worker restart) is not loader time
+
+
+class FinalCheckpoint(L.Callback):
+    """Writes `last` when training ends on a step no periodic checkpoint covered (max_steps off the interval).
+
+    Every rank calls it (a DeepSpeed save is a collective). A stop that a callback requested (preemption) has
+    already saved what it needs, so it is left alone.
+    """
+
+    def __init__(self, periodic: ModelCheckpoint) -> None:
+        self.periodic = periodic
+
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.should_stop or self.periodic.dirpath is None:
+            return
+        if self.periodic._last_global_step_saved < trainer.global_step:  # Lightning's own record of its saves
+            trainer.save_checkpoint(f"{self.periodic.dirpath}/{self.periodic.CHECKPOINT_NAME_LAST}.ckpt")

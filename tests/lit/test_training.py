@@ -147,3 +147,10 @@ def test_mmdit_trains_and_samples_in_the_vae_latent_space(shards, tmp_path):
             "prev_motion": torch.zeros(1, 1, 70)}  # fmt: skip
     motion = module.denormalize(module.sample(cond, 80, seed=0))
     assert motion.shape == (1, 80, 70) and torch.isfinite(motion).all()
+
+
+@pytest.mark.slow
+def test_last_checkpoint_is_the_final_step_off_the_interval(shards, tmp_path):
+    run_dir = _train(shards, tmp_path, "train.max_steps=3", "train.checkpoint_every_n_steps=2", "data.val_shards=")
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 3
