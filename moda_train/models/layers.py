@@ -24,7 +24,7 @@ class _RMSNormFunction(torch.autograd.Function):
     """RMSNorm with a hand-written backward, dx = rstd * (g - xhat * mean(g * xhat)) with g = dy * weight.
 
     On CPU, F.rms_norm's backward is a graph of small pow/mean/mul ops; this is one pass fewer over the tokens
-    in each direction and about 1.5-3x faster there. Other devices keep torch's fused kernel (see `rms_norm`).
+    in each direction and measured about 1.5x faster there. Other devices keep torch's fused kernel (`rms_norm`).
     """
 
     @staticmethod
