@@ -15,6 +15,7 @@ OWN audio and video:
                  corpus's mouths)
     truth r      Pearson correlation with the mouth opening re-extracted the same way from the real clip
 
+`npy r` correlates the generated motion itself (the saved `.npy`, before rendering) with the envelope.
 A model that lip-syncs scores higher on `own` than on `swap` (where the mouth follows some other speech); the
 ground-truth videos' own envelope r is printed as the ceiling. Prints a table per clip and the means.
 """
@@ -46,11 +47,16 @@ def video_frames(path: Path) -> np.ndarray:
     return np.concatenate(list(FrameReader(str(path)).read(np.arange(count) / FPS, chunk=256)))
 
 
-def mouth_opening(frames: np.ndarray, extractor, detector: FaceDetector) -> np.ndarray:
-    """Per-frame inner-lip gap [T] re-extracted from video frames (face crop box found on the first frame)."""
-    reference = reference_face(frames[0], extractor, detector=detector)
-    crops = crop_frames(frames, np.repeat(reference.box[None], len(frames), axis=0), reference.crop_size)
+def mouth_opening(frames: np.ndarray, box: np.ndarray, extractor) -> np.ndarray:
+    """Per-frame inner-lip gap [T] re-extracted from video frames cropped with one fixed face box."""
+    crops = crop_frames(frames, np.repeat(box[None], len(frames), axis=0), FaceConfig().crop_size)
     motion = extractor.extract(crops).motion
+    return motion[:, 3 * LOWER_INNER_LIP + 1] - motion[:, 3 * UPPER_INNER_LIP + 1]
+
+
+def saved_gap(video: Path, seed: int) -> np.ndarray:
+    """Inner-lip gap [T] of the motion generate_split saved beside a generated video."""
+    motion = np.load(video.with_name(f"{video.stem}_seed{seed}.npy"))
     return motion[:, 3 * LOWER_INNER_LIP + 1] - motion[:, 3 * UPPER_INNER_LIP + 1]
 
 
@@ -95,13 +101,17 @@ def main() -> None:
 
     extractor, detector = get_motion_extractor("landmarks"), FaceDetector(FaceConfig())
     results = []
-    columns = ("truth env r", "own env r", "swap env r", "own truth r", "swap truth r")
+    columns = ("truth env r", "own env r", "swap env r", "own truth r", "swap truth r", "own npy r", "swap npy r")
     print(f"{'clip':<24} " + " ".join(f"{c:>12}" for c in columns))
     for key, video in clips:
-        envelope = speech_envelope(load_audio(video, SAMPLE_RATE), len(video_frames(video)))
-        truth = mouth_opening(video_frames(video), extractor, detector)
-        own = mouth_opening(video_frames(generated[f"{key}_own"]), extractor, detector)
-        swap = mouth_opening(video_frames(generated[f"{key}_swap"]), extractor, detector)
+        real = video_frames(video)
+        # One crop box for the real clip and both generated videos: the face found in the real first frame,
+        # which is also the reference photo of the generated ones (they are rendered onto it).
+        box = reference_face(real[0], extractor, detector=detector).box
+        truth = mouth_opening(real, box, extractor)
+        envelope = speech_envelope(load_audio(video, SAMPLE_RATE), len(real))
+        own = mouth_opening(video_frames(generated[f"{key}_own"]), box, extractor)
+        swap = mouth_opening(video_frames(generated[f"{key}_swap"]), box, extractor)
         row = {
             "clip": key,
             "truth_envelope_r": pearson(truth, envelope),
@@ -109,6 +119,9 @@ def main() -> None:
             "swap_envelope_r": pearson(swap, envelope),
             "own_truth_r": pearson(own, truth),
             "swap_truth_r": pearson(swap, truth),
+            # the generated motion itself (before rendering and re-extraction) against the envelope
+            "own_motion_envelope_r": pearson(saved_gap(generated[f"{key}_own"], args.seed), envelope),
+            "swap_motion_envelope_r": pearson(saved_gap(generated[f"{key}_swap"], args.seed), envelope),
         }
         results.append(row)
         print(f"{key:<24} " + " ".join(f"{row[k]:>12.3f}" for k in list(row)[1:]))

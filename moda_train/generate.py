@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from data_prep.audio import SAMPLE_RATE, get_audio_extractor, load_audio
@@ -61,15 +61,15 @@ def recorded_motion_backend(module: MoDALightningModule) -> str:
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """A photo file as uint8 RGB [H, W, 3]; a clear error for a missing or unreadable file."""
+    """A photo file (jpg, png, webp, bmp, tiff, ...) as uint8 RGB [H, W, 3]; a clear error if it cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except OSError as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
+    # imdecode rather than imread: it reads any path Python can open, and grey or RGBA photos come back as BGR.
+    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}: not an image format OpenCV decodes")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def read_video_frame(path: str | os.PathLike, index: int) -> np.ndarray:

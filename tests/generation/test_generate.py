@@ -58,6 +58,12 @@ def test_cli(checkpoint, photo_file, tmp_path, capsys):
     missing = ["--checkpoint", checkpoint, "--image", str(tmp_path / "nope.jpg"), "--audio", audio]
     assert main(missing) == 1
     assert "image not found" in capsys.readouterr().err
+    (tmp_path / "bad.jpg").write_text("not a picture")
+    assert main([*args[:2], "--image", str(tmp_path / "bad.jpg"), *args[4:]]) == 1
+    assert "cannot read image" in capsys.readouterr().err
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((200, 300, 3), 128, np.uint8))
+    assert main([*args[:2], "--image", str(tmp_path / "wall.png"), *args[4:], "--no-progress"]) == 1
+    assert "no face found in the reference image" in capsys.readouterr().err
 
 
 def test_backend_checks_name_what_is_wrong(checkpoint):
