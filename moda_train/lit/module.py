@@ -164,6 +164,7 @@ class MoDALightningModule(L.LightningModule):
             guidance_audio=flow.guidance_audio,
             guidance_emotion=flow.guidance_emotion,
             generator=generator,
+            null_emotion=flow.null_emotion,
         )
         return self.space.decode(latent)
 
