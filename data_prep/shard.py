@@ -201,7 +201,7 @@ class ClipProcessor:
         chunk = chunk_size(info.width, info.height)
         detect_at = sample_indices(num_frames, cfg.face.detect_every)
         detections = []
-        for block in clock.timed("decode", reader.read(times[detect_at], chunk)):
+        for block in clock.timed("decode", reader.read_sparse(times[detect_at], chunk)):
             with clock("face"):
                 detections.extend(self.detector.detect(frame) for frame in block)
         with clock("face"):
