@@ -16,8 +16,11 @@ OWN audio and video:
     truth r      Pearson correlation with the mouth opening re-extracted the same way from the real clip
 
 `npy r` correlates the generated motion itself (the saved `.npy`, before rendering) with the envelope.
-A model that lip-syncs scores higher on `own` than on `swap` (where the mouth follows some other speech); the
-ground-truth videos' own envelope r is printed as the ceiling. Prints a table per clip and the means.
+`replay env r` is a control for the measuring chain: the real clip's own re-extracted motion, rendered by the same
+`WarpRenderer` onto its first frame and re-extracted again, against the envelope (the best a generated video can
+score through this renderer). A model that lip-syncs scores higher on `own` than on `swap` (where the mouth follows
+some other speech); the ground-truth videos' own envelope r is printed as the ceiling. Prints a table per clip and
+the means.
 """
 
 from __future__ import annotations
@@ -34,8 +37,9 @@ from data_prep.config import FaceConfig
 from data_prep.decode import FrameReader, probe
 from data_prep.demo_corpus import speech_envelope
 from data_prep.face_crop import FaceDetector, crop_frames
-from data_prep.motion import get_motion_extractor
+from data_prep.motion import MotionSequence, get_motion_extractor
 from moda_train.generate import generate_split, reference_face
+from moda_train.render import ReferenceFace, WarpRenderer
 
 FPS = 25
 UPPER_INNER_LIP, LOWER_INNER_LIP = 12, 17  # landmarks-backend keypoints (data_prep.motion.landmarks)
@@ -47,17 +51,34 @@ def video_frames(path: Path) -> np.ndarray:
     return np.concatenate(list(FrameReader(str(path)).read(np.arange(count) / FPS, chunk=256)))
 
 
-def mouth_opening(frames: np.ndarray, box: np.ndarray, extractor) -> np.ndarray:
-    """Per-frame inner-lip gap [T] re-extracted from video frames cropped with one fixed face box."""
+def crop_motion(frames: np.ndarray, box: np.ndarray, extractor) -> MotionSequence:
+    """Motion of video frames cropped with one fixed face box (the first frame is the reference)."""
     crops = crop_frames(frames, np.repeat(box[None], len(frames), axis=0), FaceConfig().crop_size)
-    motion = extractor.extract(crops).motion
+    return extractor.extract(crops)
+
+
+def lip_gap(motion: np.ndarray) -> np.ndarray:
+    """Mouth opening per frame [T]: inner lower lip minus inner upper lip, y, canonical face frame."""
     return motion[:, 3 * LOWER_INNER_LIP + 1] - motion[:, 3 * UPPER_INNER_LIP + 1]
+
+
+def mouth_opening(frames: np.ndarray, box: np.ndarray, extractor) -> np.ndarray:
+    """Per-frame mouth opening [T] re-extracted from video frames cropped with one fixed face box."""
+    return lip_gap(crop_motion(frames, box, extractor).motion)
+
+
+def replay(real: np.ndarray, box: np.ndarray, extractor) -> np.ndarray:
+    """Control for the render -> re-extract chain: the real clip's own motion rendered by WarpRenderer onto its
+    first frame, then re-extracted; returns the mouth opening [T]."""
+    sequence = crop_motion(real, box, extractor)
+    reference = ReferenceFace(real[0], box, FaceConfig().crop_size, sequence.motion[0], sequence.identity)
+    rendered = np.stack(list(WarpRenderer().render(reference, sequence.motion)))
+    return mouth_opening(rendered, box, extractor)
 
 
 def saved_gap(video: Path, seed: int) -> np.ndarray:
-    """Inner-lip gap [T] of the motion generate_split saved beside a generated video."""
-    motion = np.load(video.with_name(f"{video.stem}_seed{seed}.npy"))
-    return motion[:, 3 * LOWER_INNER_LIP + 1] - motion[:, 3 * UPPER_INNER_LIP + 1]
+    """Mouth opening [T] of the motion generate_split saved beside a generated video."""
+    return lip_gap(np.load(video.with_name(f"{video.stem}_seed{seed}.npy")))
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -101,7 +122,16 @@ def main() -> None:
 
     extractor, detector = get_motion_extractor("landmarks"), FaceDetector(FaceConfig())
     results = []
-    columns = ("truth env r", "own env r", "swap env r", "own truth r", "swap truth r", "own npy r", "swap npy r")
+    columns = (
+        "truth env r",
+        "replay env r",
+        "own env r",
+        "swap env r",
+        "own truth r",
+        "swap truth r",
+        "own npy r",
+        "swap npy r",
+    )
     print(f"{'clip':<24} " + " ".join(f"{c:>12}" for c in columns))
     for key, video in clips:
         real = video_frames(video)
@@ -115,6 +145,7 @@ def main() -> None:
         row = {
             "clip": key,
             "truth_envelope_r": pearson(truth, envelope),
+            "replay_envelope_r": pearson(replay(real, box, extractor), envelope),
             "own_envelope_r": pearson(own, envelope),
             "swap_envelope_r": pearson(swap, envelope),
             "own_truth_r": pearson(own, truth),
