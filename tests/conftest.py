@@ -10,3 +10,23 @@ def _reset_torch_state():
     torch.set_default_dtype(dtype)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(scope="session")
+def demo_shards(tmp_path_factory):
+    """The quickstart's demo corpus, made and sharded by the real commands once per test session."""
+    from data_prep.config import ShardConfig
+    from data_prep.demo_corpus import build_corpus
+    from data_prep.shard import run
+    from moda_train.config import CONFIGS_ROOT, load_config
+
+    root = tmp_path_factory.mktemp("demo")
+    build_corpus(root / "videos", num_videos=24, seed=0, workers=2, progress=False)
+    overrides = [
+        f"input.root={root / 'videos'}",
+        f"input.annotations={root / 'videos' / 'labels.csv'}",
+        f"output.dir={root / 'shards'}",
+    ]
+    cfg, _ = load_config(CONFIGS_ROOT / "data_prep" / "demo.yaml", overrides, schema=ShardConfig)
+    run(cfg, progress=False)
+    return root / "shards"

@@ -1,7 +1,7 @@
 """The tiny ALSE on the demo corpus (real face, real speech, FaceMesh lips, log-mel audio), when it is built.
 
-`make quickstart` (or `python -m data_prep.demo_corpus` + `python -m data_prep.shard configs/data_prep/demo.yaml`)
-writes demo/shards; without it these tests are skipped. The validation clips are speakers training never saw.
+The corpus comes from the session fixture `demo_shards` (the quickstart's demo corpus, made by the real
+commands). The validation clips are speakers training never saw.
 """
 
 import io
@@ -12,20 +12,15 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from moda_train.alse_score import ALSEScorer
-from moda_train.config import CONFIGS_ROOT
 
-DEMO = CONFIGS_ROOT.parent / "demo" / "shards"
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (DEMO / "stats.json").is_file(), reason="demo corpus shards not built (demo/shards)"),
-]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, alse_cli):
+def demo_run(tmp_path_factory, alse_cli, demo_shards):
     out_dir = tmp_path_factory.mktemp("alse_demo")
     result = alse_cli(
-        DEMO,
+        demo_shards,
         out_dir,
         "train.run_name=demo",
         "train.max_steps=200",
@@ -36,9 +31,9 @@ def demo_run(tmp_path_factory, alse_cli):
     return out_dir / "demo"
 
 
-def _val_clips() -> list[tuple[np.ndarray, np.ndarray]]:
+def _val_clips(shards) -> list[tuple[np.ndarray, np.ndarray]]:
     members: dict[str, dict[str, bytes]] = {}
-    for path in sorted(DEMO.glob("val-*.tar")):
+    for path in sorted(shards.glob("val-*.tar")):
         with tarfile.open(path) as archive:
             for member in archive.getmembers():
                 key, ext = member.name.split(".", 1)
@@ -58,9 +53,9 @@ def test_demo_expert_beats_chance_on_unseen_speakers(demo_run):
 
 
 @pytest.mark.parametrize("delay", [0, 3, -5])
-def test_demo_expert_finds_known_shifts(demo_run, delay):
+def test_demo_expert_finds_known_shifts(demo_run, demo_shards, delay):
     scorer = ALSEScorer.from_checkpoint(demo_run / "checkpoints" / "last.ckpt")
-    for motion, audio in _val_clips():
+    for motion, audio in _val_clips(demo_shards):
         if delay > 0:
             motion, audio = motion[delay:], audio[:-delay]
         elif delay < 0:
