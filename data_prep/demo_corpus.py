@@ -319,16 +319,28 @@ def plan(
     return jobs
 
 
+def speaker_split(speakers: list[str]) -> dict[str, str]:
+    """Fixed splits for the demo corpus: the last speaker is test, the one before it val, the rest train.
+
+    A hash split of six speakers can leave a split empty; the quickstart evaluates on test and validates on val,
+    so both always get a speaker no model trains on. With fewer than 3 speakers the split is left to the
+    shard config (empty)."""
+    ordered = sorted(speakers)
+    if len(ordered) < 3:
+        return {name: "" for name in ordered}
+    return {name: "train" for name in ordered[:-2]} | {ordered[-2]: "val", ordered[-1]: "test"}
+
+
 def write_labels(out_dir: Path, jobs: list[VideoJob]) -> Path:
-    """labels.csv for the generic layout: path (relative to the csv), speaker, emotion (nominal), split (empty)."""
+    """labels.csv for the generic layout: path (relative to the csv), speaker, emotion (nominal), split."""
     path = out_dir / "labels.csv"
-    num_speakers = len({job.speaker.name for job in jobs})
+    splits = speaker_split(list({job.speaker.name for job in jobs}))
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "speaker", "emotion", "split"])
         for job in jobs:
-            emotion = EMOTION_CYCLE[(job.index // num_speakers) % len(EMOTION_CYCLE)]
-            writer.writerow([f"{job.name}.mp4", job.speaker.name, emotion, ""])
+            emotion = EMOTION_CYCLE[(job.index // len(splits)) % len(EMOTION_CYCLE)]
+            writer.writerow([f"{job.name}.mp4", job.speaker.name, emotion, splits[job.speaker.name]])
     return path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 METRICS = ("fid", "fvd", "sync", "motion_sync", "fsim", "diversity", "smoothness")
 
@@ -91,7 +92,14 @@ class EvalConfig:
     split_name: str = "test"
     """Which split of a data_prep manifest to evaluate (ignored for a plain list file)."""
     generated_dir: str = ""
-    """Folder of generated videos, one per clip."""
+    """Folder of generated videos, one per clip (with `checkpoint`: where they are generated, default
+    <out_dir>/generated)."""
+    checkpoint: str = ""
+    """An MMDiT checkpoint: first generate every clip of the split from its reference frame and audio (videos
+    already there are kept, so a rerun regenerates nothing), then score them. Empty: score existing videos."""
+    generation_seeds: list[int] = field(default_factory=lambda: [0])
+    """Seeds generated per clip with `checkpoint`; the first is the scored video, and with three or more (and
+    diversity.seeds left empty) they also give sample diversity."""
     generated_pattern: str = "{key}.mp4"
     """File name of a clip's generated video inside generated_dir."""
     out_dir: str = "outputs/eval"
@@ -126,6 +134,12 @@ class EvalConfig:
     """Multi-seed samples for sample diversity."""
 
     def __post_init__(self) -> None:
+        if self.checkpoint and not self.generated_dir:
+            self.generated_dir = str(Path(self.out_dir) / "generated")
+        if self.checkpoint and not self.generation_seeds:
+            raise ValueError("generation_seeds is empty: give at least one seed")
+        if self.checkpoint and len(self.generation_seeds) >= 3 and not self.diversity.seeds:
+            self.diversity.seeds = list(self.generation_seeds)
         problems = [f"{name} is required" for name in ("split", "generated_dir") if not getattr(self, name)]
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:

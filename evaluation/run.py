@@ -104,9 +104,28 @@ def _evaluate_one(clip: Clip, cache_dir: Path, fp: str) -> tuple[str, VideoRecor
     return clip.key, record, None
 
 
+def _generate(cfg: EvalConfig, clips: list[Clip], progress: bool) -> None:
+    """Generate the split's videos from the checkpoint into generated_dir (clips already there are skipped)."""
+    from moda_train.generate import generate_split
+
+    rows = [
+        {
+            "key": clip.key,
+            "video": str(clip.video),
+            "audio": str(clip.audio or ""),
+            "reference_frame": clip.reference_frame,
+            "reference": str(clip.reference or ""),
+        }
+        for clip in clips
+    ]
+    generate_split(cfg.checkpoint, rows, cfg.generated_dir, seeds=cfg.generation_seeds, progress=progress)
+
+
 def evaluate(cfg: EvalConfig, resolved: DictConfig | None = None, progress: bool = True) -> dict:
     """Run the whole evaluation (module docstring) and return the report dict that is written as metrics.json."""
     clips = load_split(cfg.split, cfg.split_name)
+    if cfg.checkpoint:
+        _generate(cfg, clips, progress)
     missing = [str(generated_path(cfg, c.key)) for c in clips if not generated_path(cfg, c.key).is_file()]
     if missing:
         raise ValueError(f"{len(missing)} generated video(s) not found, e.g. {', '.join(missing[:3])}")

@@ -29,17 +29,23 @@ python -m moda_train.train configs/experiments/mmdit_tiny_cpu.yaml train.out_dir
   sync.checkpoint="$RUNS/alse_tiny_cpu/checkpoints/last.ckpt"
 CHECKPOINT="$RUNS/mmdit_tiny_cpu/checkpoints/last.ckpt"
 
-step "6/7 generate a video from a test speaker's photo and speech -> $OUT/generated"
-TEST_VIDEO=$(python -m data_prep.manifest demo/shards/manifest.jsonl --split test --field source | head -n 1)
-python -c "import imageio.v3 as iio, sys; iio.imwrite(sys.argv[2], iio.imread(sys.argv[1], index=0))" \
-  "$TEST_VIDEO" "$OUT/reference.png" 2>/dev/null || {
-  mkdir -p "$OUT" && python -c "import imageio.v3 as iio, sys; iio.imwrite(sys.argv[2], iio.imread(sys.argv[1], index=0))" \
-    "$TEST_VIDEO" "$OUT/reference.png"; }
+step "6/7 generate a video from a test speaker's first frame and speech -> $OUT/generated"
+mkdir -p "$OUT"
+# the first test-split clip of the manifest: its first frame is the photo, its speech the audio
+TEST_VIDEO=$(python - <<'PY'
+import json
+rows = [json.loads(line) for line in open("demo/shards/manifest.jsonl")]
+print(next(row["source"] for row in rows if row.get("split") == "test" and row.get("status", "ok") == "ok"))
+PY
+)
+python -c "import av, sys; frame = next(av.open(sys.argv[1]).decode(video=0)); frame.to_image().save(sys.argv[2])" \
+  "$TEST_VIDEO" "$OUT/reference.png"
 python -m moda_train.generate --checkpoint "$CHECKPOINT" --image "$OUT/reference.png" --audio "$TEST_VIDEO" \
   --out "$OUT/generated" --name demo
 
 step "7/7 evaluate the checkpoint on the demo test split -> $OUT/eval"
-python -m evaluation.run configs/eval/demo_checkpoint.yaml checkpoint="$CHECKPOINT" out_dir="$OUT/eval"
+python -m evaluation.run configs/eval/demo_checkpoint.yaml checkpoint="$CHECKPOINT" out_dir="$OUT/eval" \
+  motion_sync.checkpoint="$RUNS/alse_tiny_cpu/checkpoints/last.ckpt"
 
 step "done in $(($(date +%s) - start)) s"
 cat <<EOF

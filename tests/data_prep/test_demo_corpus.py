@@ -40,6 +40,8 @@ def test_files_and_labels(corpus):
     assert list(rows[0]) == ["path", "speaker", "emotion", "split"]
     assert [row["path"] for row in rows] == [p.name for p in paths]
     assert len({row["speaker"] for row in rows}) == 3
+    # every split gets its own speaker, so the quickstart always has unseen val and test speakers
+    assert [row["split"] for row in rows] == ["train", "val", "test"]
     assert all(row["emotion"] in EMOTIONS or row["emotion"] == "" for row in rows)
     assert (out / "corpus.json").is_file()
     assert not list(out.glob("*.partial"))
