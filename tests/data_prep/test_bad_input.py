@@ -12,11 +12,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import render_frames, shard_config, speech_like, talking_video, write_av
 
 from data_prep.decode import BadInput, check_readable
 from data_prep.shard import main, run
 from data_prep.writer import read_jsonl
+
+from .conftest import render_frames, shard_config, speech_like, talking_video, write_av
 
 
 def build_corpus(root: Path) -> None:

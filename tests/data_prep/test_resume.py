@@ -13,12 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import talking_video
 
 from data_prep.config import ShardConfig
 from data_prep.shard import run
 from data_prep.writer import ShardSetWriter, read_jsonl
 from moda_train.config import load_config
+
+from .conftest import talking_video
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import webdataset as wds
-from conftest import shard_config, talking_video
 
 from data_prep.config import ShardConfig
 from data_prep.shard import main, merge, run
 from data_prep.writer import completed_shards, read_jsonl
 from moda_train.config import CONFIGS_ROOT, load_config
 from moda_train.motion_layout import EMOTIONS, MOTION_DIM, NULL_EMOTION, ROTATION, TRANSLATION
+
+from .conftest import shard_config, talking_video
 
 META_FIELDS = {
     "corpus", "source", "speaker", "start_s", "end_s", "fps", "num_frames", "split", "emotion",
