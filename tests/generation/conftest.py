@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from generation_helpers import SMALL_MODEL, TINY
 
 from moda_train.config import load_config
 from moda_train.data.synthetic import write_synthetic_shards
 from moda_train.launch.run import run_experiment
+
+from .generation_helpers import SMALL_MODEL, TINY
 
 
 @pytest.fixture(autouse=True)

@@ -6,12 +6,13 @@ import av
 import cv2
 import numpy as np
 import pytest
-from generation_helpers import speech_like, write_wav
 
 from data_prep.video_io import write_video
 from moda_train.generate import GenerationPipeline, generate_split, generate_video, main
 from moda_train.inference import AudioBackendMismatch
 from moda_train.motion_layout import MOTION_DIM
+
+from .generation_helpers import speech_like, write_wav
 
 pytestmark = pytest.mark.slow  # trains the shared tiny checkpoint (about a minute on a busy 2-core machine)
 

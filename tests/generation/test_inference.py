@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from generation_helpers import random_module, speech_like
 
 from data_prep.audio import SAMPLES_PER_FRAME, LogMelExtractor, get_audio_extractor
 from moda_train.generate import load_checkpoint
@@ -19,6 +18,8 @@ from moda_train.inference import (
     window_starts,
 )
 from moda_train.motion_layout import EXPRESSION, MOTION_DIM, POSE
+
+from .generation_helpers import random_module, speech_like
 
 
 @pytest.mark.parametrize(

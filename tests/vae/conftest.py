@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from vae_helpers import TRAIN_STEPS, run_train
 
 from moda_train.data.synthetic import write_synthetic_shards
+
+from .vae_helpers import TRAIN_STEPS, run_train
 
 
 @pytest.fixture(scope="module", autouse=True)

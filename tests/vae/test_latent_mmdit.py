@@ -3,7 +3,6 @@ previous-motion and audio conditions moved onto latent frames) and its samples d
 units."""
 
 import torch
-from vae_helpers import TINY, smooth_windows
 
 from moda_train.data.normalization import MotionStats
 from moda_train.flow.config import FlowConfig
@@ -13,6 +12,8 @@ from moda_train.models import MoDA, ModelConfig
 from moda_train.models.latent_space import LatentSpace, compute_latent_stats
 from moda_train.models.motion_vae import MotionVAE
 from moda_train.models.vae_config import VAEConfig
+
+from .vae_helpers import TINY, smooth_windows
 
 FRAMES, AUDIO_DIM = 80, 12
 

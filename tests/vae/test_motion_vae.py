@@ -4,12 +4,13 @@ and a tiny VAE that overfits a few windows on CPU."""
 import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
-from vae_helpers import TINY, overfit_vae, smooth_windows
 
 from moda_train.lit.vae_module import vae_loss
 from moda_train.models.motion_vae import MotionVAE, kl_to_standard_normal, reparameterize
 from moda_train.models.vae_config import VAEConfig
 from moda_train.motion_layout import LIP_DIMS
+
+from .vae_helpers import TINY, overfit_vae, smooth_windows
 
 
 @pytest.mark.parametrize("factor", [1, 2, 4])

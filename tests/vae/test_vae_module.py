@@ -5,7 +5,6 @@ import lightning as L
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from vae_helpers import TRAIN_STEPS, run_train
 
 from moda_train.data.config import DataConfig
 from moda_train.data.datamodule import MotionDataModule
@@ -14,6 +13,8 @@ from moda_train.experiment import VAEExperiment
 from moda_train.lit.vae_module import MotionVAELightningModule
 from moda_train.models.latent_space import LatentSpace
 from moda_train.motion_layout import LIP_DIMS, group_indices
+
+from .vae_helpers import TRAIN_STEPS, run_train
 
 pytestmark = pytest.mark.slow
 
