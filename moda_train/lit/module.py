@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import lightning as L
 import torch
-from lightning.pytorch.utilities import grad_norm
 from typing_extensions import override
 
 from moda_train.config import config_from_dict
@@ -16,9 +14,9 @@ from moda_train.experiment import MMDiTExperiment
 from moda_train.flow.loss import flow_loss
 from moda_train.flow.sampler import sample
 from moda_train.lit.alse_loss import ALSELoss
-from moda_train.lit.ema import make_ema, update_ema
+from moda_train.lit.base import EMATrainedModule
+from moda_train.lit.ema import make_ema
 from moda_train.lit.figures import motion_curves
-from moda_train.lit.optim import configure_adamw
 from moda_train.models.latent_space import LatentSpace
 from moda_train.models.moda import MoDA
 from moda_train.motion_layout import LIP_DIMS, MOTION_DIM, group_indices
@@ -26,7 +24,7 @@ from moda_train.motion_layout import LIP_DIMS, MOTION_DIM, group_indices
 FIGURE_WINDOWS = 4  # validation windows drawn in the TensorBoard figure
 
 
-class MoDALightningModule(L.LightningModule):
+class MoDALightningModule(EMATrainedModule):
     """Holds `model`, its EMA copy and the motion statistics; training, validation share `_shared_step`.
 
     `config` is the resolved experiment as a plain dict: it is saved as the checkpoint's hyperparameters, so
@@ -167,27 +165,3 @@ class MoDALightningModule(L.LightningModule):
             null_emotion=flow.null_emotion,
         )
         return self.space.decode(latent)
-
-    def normalize(self, motion: torch.Tensor) -> torch.Tensor:
-        return (motion - self.motion_mean) / self.motion_std
-
-    def denormalize(self, motion: torch.Tensor) -> torch.Tensor:
-        return motion * self.motion_std + self.motion_mean
-
-    @override
-    def optimizer_step(self, *args, **kwargs) -> None:
-        # Here rather than in on_train_batch_end: checkpoint callbacks run before that hook, and would save an
-        # EMA one update behind the weights.
-        super().optimizer_step(*args, **kwargs)
-        update_ema(self.ema, self.model, self.cfg.optim.ema_decay)
-
-    @override
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.global_step % self.trainer.log_every_n_steps == 0:
-            norms = grad_norm(self.model, norm_type=2)
-            if norms:
-                self.log("train/grad_norm", norms["grad_2.0_norm_total"])
-
-    @override
-    def configure_optimizers(self) -> dict:
-        return configure_adamw(self.model.parameters(), self.cfg.optim, self.cfg.train.max_steps)

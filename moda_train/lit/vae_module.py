@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.utilities import grad_norm
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MeanSquaredError
 from typing_extensions import override
@@ -15,9 +13,9 @@ from typing_extensions import override
 from moda_train.config import config_from_dict
 from moda_train.data.normalization import MotionStats
 from moda_train.experiment import VAEExperiment
-from moda_train.lit.ema import make_ema, update_ema
+from moda_train.lit.base import EMATrainedModule
+from moda_train.lit.ema import make_ema
 from moda_train.lit.figures import motion_curves
-from moda_train.lit.optim import configure_adamw
 from moda_train.models.latent_space import LatentMoments
 from moda_train.models.motion_vae import MotionVAE, kl_to_standard_normal
 from moda_train.models.vae_config import VAEConfig
@@ -59,7 +57,7 @@ def vae_loss(
     }
 
 
-class MotionVAELightningModule(L.LightningModule):
+class MotionVAELightningModule(EMATrainedModule):
     """Holds `model`, its EMA copy, the motion statistics and the latent statistics; steps share `_shared_step`.
 
     `config` is the resolved experiment as a plain dict, saved as the checkpoint's hyperparameters, so
@@ -101,7 +99,6 @@ class MotionVAELightningModule(L.LightningModule):
         self.val_group_mae = nn.ModuleDict({group: MeanMetric() for group in self.groups})
         self.val_lip_mse = MeanSquaredError(num_outputs=len(LIP_DIMS))
         self._latent_moments: LatentMoments | None = None
-        self._ema_step = 0
 
     def _generator(self, batch_idx: int, stage: str) -> torch.Generator:
         """Posterior noise comes from a generator seeded by the data position (not a running RNG), so a resumed
@@ -175,30 +172,3 @@ class MotionVAELightningModule(L.LightningModule):
         self.latent_mean.copy_(mean)
         self.latent_std.copy_(std)
         self.latent_count.fill_(count)
-
-    def normalize(self, motion: Tensor) -> Tensor:
-        return (motion - self.motion_mean) / self.motion_std
-
-    def denormalize(self, motion: Tensor) -> Tensor:
-        return motion * self.motion_std + self.motion_mean
-
-    @override
-    def on_train_start(self) -> None:
-        self._ema_step = self.global_step
-
-    @override
-    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
-        if self.global_step != self._ema_step:  # an optimizer step happened (not every micro-batch does)
-            update_ema(self.ema, self.model, self.cfg.optim.ema_decay)
-            self._ema_step = self.global_step
-
-    @override
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.global_step % self.trainer.log_every_n_steps == 0:
-            norms = grad_norm(self.model, norm_type=2)
-            if norms:
-                self.log("train/grad_norm", norms["grad_2.0_norm_total"])
-
-    @override
-    def configure_optimizers(self) -> dict:
-        return configure_adamw(self.model.parameters(), self.cfg.optim, self.cfg.train.max_steps)
