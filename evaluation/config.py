@@ -89,6 +89,9 @@ class EvalConfig:
     split: str = ""
     """Benchmark split: a .csv or .jsonl list (columns key, video, optional audio, optional reference_frame,
     optional reference image) or a data_prep `manifest.jsonl` (then `split_name` picks its rows)."""
+    video_root: str = ""
+    """Folder that relative video/audio/reference paths of the split are resolved against; empty = the split
+    file's folder. For a data_prep manifest give the corpus root it was made from (its `input.root`)."""
     split_name: str = "test"
     """Which split of a data_prep manifest to evaluate (ignored for a plain list file)."""
     generated_dir: str = ""

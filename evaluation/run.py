@@ -123,7 +123,7 @@ def _generate(cfg: EvalConfig, clips: list[Clip], progress: bool) -> None:
 
 def evaluate(cfg: EvalConfig, resolved: DictConfig | None = None, progress: bool = True) -> dict:
     """Run the whole evaluation (module docstring) and return the report dict that is written as metrics.json."""
-    clips = load_split(cfg.split, cfg.split_name)
+    clips = load_split(cfg.split, cfg.split_name, cfg.video_root)
     if cfg.checkpoint:
         _generate(cfg, clips, progress)
     missing = [str(generated_path(cfg, c.key)) for c in clips if not generated_path(cfg, c.key).is_file()]

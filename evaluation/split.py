@@ -56,9 +56,13 @@ def _optional_path(value: object, root: Path) -> Path | None:
     return Path(str(value)) if Path(str(value)).is_absolute() else root / str(value)
 
 
-def load_split(path: str | Path, split_name: str = "test") -> list[Clip]:
-    """Read a split file (format in the module docstring); every problem found is raised as one ValueError."""
+def load_split(path: str | Path, split_name: str = "test", video_root: str | Path = "") -> list[Clip]:
+    """Read a split file (format in the module docstring); every problem found is raised as one ValueError.
+
+    Relative paths are resolved against `video_root`, or the split file's folder when it is empty (a data_prep
+    manifest's sources are relative to the corpus root it was made from, so give that as video_root)."""
     path = Path(path)
+    root = Path(video_root) if video_root else path.parent
     if not path.is_file():
         raise ValueError(f"split file not found: {path}")
     rows = _rows(path)
@@ -86,10 +90,10 @@ def load_split(path: str | Path, split_name: str = "test") -> list[Clip]:
             continue
         clip = Clip(
             key=key,
-            video=_optional_path(video, path.parent),
-            audio=_optional_path(row.get("audio"), path.parent),
+            video=_optional_path(video, root),
+            audio=_optional_path(row.get("audio"), root),
             reference_frame=reference_frame,
-            reference=_optional_path(row.get("reference"), path.parent),
+            reference=_optional_path(row.get("reference"), root),
         )
         for name in ("video", "audio", "reference"):
             file = getattr(clip, name)

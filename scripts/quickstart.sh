@@ -35,7 +35,7 @@ mkdir -p "$OUT"
 TEST_VIDEO=$(python - <<'PY'
 import json
 rows = [json.loads(line) for line in open("demo/shards/manifest.jsonl")]
-print(next(row["source"] for row in rows if row.get("split") == "test" and row.get("status", "ok") == "ok"))
+print("demo/videos/" + next(row["source"] for row in rows if row.get("split") == "test" and row.get("status", "ok") == "ok"))
 PY
 )
 python -c "import av, sys; frame = next(av.open(sys.argv[1]).decode(video=0)); frame.to_image().save(sys.argv[2])" \

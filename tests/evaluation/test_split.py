@@ -86,3 +86,13 @@ def test_shipped_eval_configs_load():
 
     for path in sorted((CONFIGS_ROOT / "eval").glob("*.yaml")):
         load_config(path, ["split=s.csv", "generated_dir=g"], schema=EvalConfig)
+
+
+def test_manifest_sources_resolve_against_the_corpus_root(tmp_path):
+    manifest = tmp_path / "shards" / "manifest.jsonl"
+    manifest.parent.mkdir()
+    manifest.write_text('{"key": "t1", "source": "spk/a.mp4", "split": "test", "status": "ok"}\n')
+    (tmp_path / "videos" / "spk").mkdir(parents=True)
+    (tmp_path / "videos" / "spk" / "a.mp4").write_bytes(b"")  # only its path matters here
+    (clip,) = load_split(manifest, "test", video_root=tmp_path / "videos")
+    assert clip.video == tmp_path / "videos" / "spk" / "a.mp4"
