@@ -18,7 +18,6 @@ shard pipeline's decoding) then does not pay torch's import time in every worker
 
 from __future__ import annotations
 
-import inspect
 import os
 import subprocess
 from abc import ABC, abstractmethod
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from data_prep.registry import build_backend
 
 SAMPLE_RATE = 16000
 FPS = 25
@@ -214,11 +215,4 @@ AUDIO_EXTRACTORS: dict[str, type[AudioExtractor]] = {"logmel": LogMelExtractor, 
 
 def get_audio_extractor(name: str, **options: Any) -> AudioExtractor:
     """Build an audio feature backend by name (`logmel`, `hubert`); options go to its constructor."""
-    if name not in AUDIO_EXTRACTORS:
-        raise ValueError(f"unknown audio backend {name!r}: choose one of {', '.join(AUDIO_EXTRACTORS)}")
-    cls = AUDIO_EXTRACTORS[name]
-    known = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for the {name!r} audio backend; it takes {sorted(known)}")
-    return cls(**options)
+    return build_backend("audio", AUDIO_EXTRACTORS, name, options)

@@ -6,8 +6,9 @@ sequence = extractor.extract(crops)     # uint8 [T, 256, 256, 3] -> MotionSequen
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
+
+from data_prep.registry import build_backend
 
 from .base import MotionExtractor, MotionSequence
 from .landmarks import LandmarksMotionExtractor, NoFaceError
@@ -31,11 +32,4 @@ __all__ = [
 
 def get_motion_extractor(name: str, **options: Any) -> MotionExtractor:
     """Build a motion backend by name (`landmarks`, `liveportrait`); options go to its constructor."""
-    if name not in MOTION_EXTRACTORS:
-        raise ValueError(f"unknown motion backend {name!r}: choose one of {', '.join(MOTION_EXTRACTORS)}")
-    cls = MOTION_EXTRACTORS[name]
-    known = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"unknown option(s) {unknown} for the {name!r} motion backend; it takes {sorted(known)}")
-    return cls(**options)
+    return build_backend("motion", MOTION_EXTRACTORS, name, options)
