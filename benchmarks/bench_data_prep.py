@@ -21,10 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from data_prep.config import FPS, SAMPLE_RATE, ShardConfig
-from data_prep.decode import FrameReader, chunk_size, output_times, probe, read_audio
+from data_prep.config import ShardConfig
 from data_prep.shard import run
-from moda_train.config import load_config
+from moda_train.core.config_loader import load_config
+from moda_train.core.rates import FPS, SAMPLE_RATE
+from moda_train.perception.decode import FrameReader, chunk_size, output_times, probe, read_audio
 
 
 def pure_decode(videos: list[Path]) -> tuple[float, float]:

@@ -26,12 +26,14 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from data_prep.audio import SAMPLE_RATE, get_audio_extractor
-from data_prep.video_io import write_video
-from moda_train.config import CONFIGS_ROOT, load_config
-from moda_train.inference import MotionGenerator
-from moda_train.lit.module import MoDALightningModule
-from moda_train.motion_layout import MOTION_DIM
+from moda_train.core.config_loader import CONFIGS_ROOT
+from moda_train.core.motion_layout import MOTION_DIM
+from moda_train.core.rates import SAMPLE_RATE
+from moda_train.experiment import load_experiment
+from moda_train.generation.motion_generator import MotionGenerator
+from moda_train.lit.mmdit_module import MoDALightningModule
+from moda_train.perception.audio import get_audio_extractor
+from moda_train.perception.video_io import write_video
 
 SETUPS = {"tiny": "mmdit_tiny_cpu.yaml", "moda_b": "mmdit_moda_b.yaml"}
 
@@ -45,7 +47,7 @@ def speech(seconds: float) -> np.ndarray:
 
 def random_module(experiment: str) -> MoDALightningModule:
     """The experiment's MMDiT with random weights (adaLN outputs perturbed so every block does real work)."""
-    _, tree = load_config(CONFIGS_ROOT / "experiments" / experiment, ["data.stats_path=unused/stats.json"])
+    _, tree = load_experiment(CONFIGS_ROOT / "experiments" / experiment, ["data.stats_path=unused/stats.json"])
     torch.manual_seed(0)
     module = MoDALightningModule(OmegaConf.to_container(tree, resolve=True)).eval()
     with torch.no_grad():
@@ -95,9 +97,9 @@ def time_render(motion: np.ndarray, seconds: float, workdir: Path) -> dict:
     """RTF of rendering the motion on the astronaut photo, and of encoding the frames to mp4."""
     from skimage import data
 
-    from data_prep.motion import get_motion_extractor
-    from moda_train.generate import reference_face
-    from moda_train.render import WarpRenderer
+    from moda_train.generation.pipeline import reference_face
+    from moda_train.generation.render import WarpRenderer
+    from moda_train.perception.motion import get_motion_extractor
 
     reference = reference_face(data.astronaut(), get_motion_extractor("landmarks"))
     # Generated motion from random weights is arbitrary: drive the photo with its own motion plus the generated

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from webdataset.tariterators import tarfile_samples
 
+from moda_train.core.stats import MotionStats
 from moda_train.data.config import DataConfig
 from moda_train.data.datamodule import MotionDataModule
-from moda_train.data.normalization import MotionStats
 from moda_train.data.synthetic import write_synthetic_shards
 from moda_train.data.wds import SkipCounter, decode_clips, expand_urls, random_windows
 

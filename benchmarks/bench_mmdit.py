@@ -23,10 +23,10 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from moda_train.config import CONFIGS_ROOT, load_config
+from moda_train.core.config_loader import CONFIGS_ROOT, load_config
+from moda_train.core.motion_layout import group_indices
 from moda_train.flow import FlowConfig, flow_loss, sample
 from moda_train.models import MoDA, ModelConfig
-from moda_train.motion_layout import group_indices
 
 SETUPS = {"reduced": ("reduced.yaml", 8), "moda_b": ("moda_b.yaml", 1)}
 

@@ -32,17 +32,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_prep.audio import SAMPLE_RATE, load_audio
-from data_prep.config import FaceConfig
-from data_prep.decode import FrameReader, probe
 from data_prep.demo_corpus import speech_envelope
-from data_prep.face_crop import FaceDetector, crop_frames
-from data_prep.motion import MotionSequence, get_motion_extractor
-from moda_train.generate import generate_split, reference_face
-from moda_train.render import ReferenceFace, WarpRenderer
+from moda_train.core.rates import FPS, SAMPLE_RATE
+from moda_train.generation.render import ReferenceFace, WarpRenderer
+from moda_train.generation.split import generate_split, reference_face
+from moda_train.perception.audio import load_audio
+from moda_train.perception.config import FaceConfig
+from moda_train.perception.decode import FrameReader, probe
+from moda_train.perception.face_crop import FaceDetector, crop_frames
+from moda_train.perception.motion import MotionSequence, get_motion_extractor
 
-FPS = 25
-UPPER_INNER_LIP, LOWER_INNER_LIP = 12, 17  # landmarks-backend keypoints (data_prep.motion.landmarks)
+UPPER_INNER_LIP, LOWER_INNER_LIP = 12, 17  # landmarks-backend keypoints (moda_train.perception.motion.landmarks)
 
 
 def video_frames(path: Path) -> np.ndarray:

@@ -5,7 +5,7 @@
 Each video: scikit-image's astronaut photo (a real face) cropped so the face fills about half of a 320 px frame;
 speech from espeak-ng when it is installed (voice, pitch and speed vary by speaker; different sentences per video)
 or else a built-in fallback (a vowel-like pulse source through formant filters with a syllable-rate envelope);
-the jaw and lower lip lowered in proportion to the speech amplitude envelope through `data_prep.face_warp` (the
+the jaw and lower lip lowered in proportion to the speech amplitude envelope through `moda_train.perception.face_warp` (the
 same warp as the weight-free renderer); a per-speaker head sway (roll, horizontal and vertical shift of the whole
 frame); a per-speaker colour tint and mirroring. Muxed to H.264 + AAC mp4 at 25 fps with 16 kHz audio.
 
@@ -37,11 +37,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data_prep.audio import SAMPLE_RATE, SAMPLES_PER_FRAME, fit_to_frames, load_audio
-from data_prep.face_warp import FaceWarper
-from data_prep.video_io import write_video
+from moda_train.core.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
+from moda_train.perception.audio import fit_to_frames, load_audio
+from moda_train.perception.face_warp import FaceWarper
+from moda_train.perception.video_io import write_video
 
-FPS = 25
 FRAME_SIZE = 320
 PHOTO_CROP = (15, 235, 115, 335)  # top, bottom, left, right of the face region in skimage's 512 px astronaut
 # mediapipe FaceMesh inner-lip contours, from the subject's right mouth corner to the left one.
@@ -250,8 +250,8 @@ def face_photo() -> tuple[np.ndarray, np.ndarray]:
     """The demo face (uint8 [320, 320, 3]) and its 468 FaceMesh landmarks in pixels [468, 2]."""
     from skimage import data
 
-    from data_prep.motion.landmarks import LandmarksMotionExtractor
-    from data_prep.motion.pose import normalised_to_pixels
+    from moda_train.perception.motion.landmarks import LandmarksMotionExtractor
+    from moda_train.perception.motion.pose import normalised_to_pixels
 
     top, bottom, left, right = PHOTO_CROP
     photo = cv2.resize(

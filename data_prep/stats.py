@@ -8,8 +8,6 @@ which MoDA keeps at 0) has std 0 here: flooring it is the normaliser's job, so t
 
 from __future__ import annotations
 
-import io
-import json
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from moda_train.motion_layout import MOTION_DIM
+from moda_train.core.motion_layout import MOTION_DIM
+from moda_train.core.sample import MOTION, decode_npy
 
 
 @dataclass
@@ -59,8 +58,8 @@ def shard_moments(shards: Iterable[Path]) -> Moments:
     for shard in shards:
         with tarfile.open(shard) as tar:
             for member in tar:
-                if member.name.endswith(".motion.npy"):
-                    motion = np.load(io.BytesIO(tar.extractfile(member).read()), allow_pickle=False)
+                if member.name.endswith("." + MOTION):
+                    motion = decode_npy(tar.extractfile(member).read())
                     if motion.ndim != 2 or motion.shape[1] != MOTION_DIM:
                         raise ValueError(f"{shard}:{member.name}: motion has shape {motion.shape}, not [T, 70]")
                     moments = moments.add(motion)
@@ -105,10 +104,3 @@ def merge_stats(stats_list: list[dict]) -> dict:
     for stats in stats_list:
         moments = moments.merge(moments_from_stats(stats))
     return stats_dict(moments, first["motion_backend"], first["audio_backend"], first["audio_frame_shape"])
-
-
-def write_stats(path: Path, stats: dict) -> None:
-    """Write stats.json atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(stats, indent=1) + "\n")
-    tmp.replace(path)

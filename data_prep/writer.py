@@ -13,7 +13,6 @@ Tar members carry a fixed mtime, so a shard's bytes depend only on its content.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -21,7 +20,6 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import webdataset as wds
 
 from data_prep.splits import SPLITS
@@ -185,10 +183,3 @@ def canonical_rows(rows: list[dict], failures: list[dict]) -> tuple[list[dict], 
         for f in failed
     ]
     return manifest, failed
-
-
-def encode_npy(array: np.ndarray) -> bytes:
-    """`.npy` bytes of an array (WebDataset's decoder reads them back with numpy)."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()

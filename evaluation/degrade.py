@@ -24,11 +24,11 @@ import cv2
 import numpy as np
 
 from evaluation.video import read_video
+from moda_train.core.rates import SAMPLES_PER_FRAME
 
 SHIFT_FRAMES = 10
 BLUR_SIGMA = 3.0
 JITTER_PIXELS = 6.0
-SAMPLES_PER_FRAME = 640
 
 
 def _blur(frames: np.ndarray, audio: np.ndarray, rng: np.random.Generator):
@@ -65,8 +65,8 @@ DEGRADATIONS: dict[str, Callable] = {
 
 def make_degraded_split(videos: list[Path], out_dir: Path, kinds: list[str], seed: int = 0) -> Path:
     """Write out_dir/split.csv for `videos` and out_dir/<kind>/<key>.mp4 for every kind; return the split path."""
-    from data_prep.audio import load_audio
-    from data_prep.video_io import write_video
+    from moda_train.perception.audio import load_audio
+    from moda_train.perception.video_io import write_video
 
     unknown = [k for k in kinds if k not in DEGRADATIONS]
     if unknown or not videos:

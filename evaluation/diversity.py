@@ -7,7 +7,7 @@
   samples of the per-frame Euclidean distance between their motion sequences (raw motion units), averaged over
   frames, separately for expression (63 dims) and pose (7 dims). A deterministic method scores 0.
 
-Both take motion [T, 70] in the layout of moda_train.motion_layout: re-extracted from videos by data_prep's motion
+Both take motion [T, 70] in the layout of moda_train.core.motion_layout: re-extracted from videos by data_prep's motion
 extractor (so any method's videos can be compared) or a method's own motion output.
 """
 
@@ -17,7 +17,7 @@ from itertools import combinations
 
 import numpy as np
 
-from moda_train.motion_layout import EXPRESSION, MOTION_DIM, POSE, ROTATION
+from moda_train.core.motion_layout import EXPRESSION, MOTION_DIM, POSE, ROTATION
 
 
 def _check(motion: np.ndarray, name: str = "motion") -> np.ndarray:

@@ -20,7 +20,8 @@ from torch import nn
 
 from evaluation.frechet import frechet_distance_from_features
 from evaluation.i3d import InceptionI3d
-from evaluation.weights import load_state_dict_checked, read_state_dict, require_file
+from evaluation.weights import load_state_dict_checked, read_state_dict
+from moda_train.core.weights import find_weights
 
 
 class _TorchScriptI3D(nn.Module):
@@ -36,7 +37,7 @@ class _TorchScriptI3D(nn.Module):
 
 def load_i3d(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Load I3D from a TorchScript file or a pytorch-i3d state dict; raise WeightsMissing / ValueError clearly."""
-    path = require_file(Path(path), "i3d")
+    path = find_weights("i3d", path, "fvd.weights")
     try:
         return _TorchScriptI3D(torch.jit.load(str(path), map_location=device)).eval()
     except RuntimeError:

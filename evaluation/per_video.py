@@ -7,6 +7,7 @@ decided before (weights present or not) and passed in as `enabled`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,10 +16,18 @@ import numpy as np
 
 from evaluation.config import EvalConfig
 from evaluation.diversity import sample_diversity, temporal_pose_spread
+from evaluation.fid import InceptionFeatures
+from evaluation.fsim import FaceEmbedder
+from evaluation.fvd import I3DFeatures, load_i3d
 from evaluation.smoothness import frame_acceleration, motion_jerk
 from evaluation.split import Clip
+from evaluation.sync import SyncScorer
+from evaluation.syncnet import load_syncnet
 from evaluation.video import evenly_spaced, has_audio, load_audio, read_video
-from evaluation.weights import resolve_weights
+from moda_train.alse_score import ALSEScorer
+from moda_train.core.weights import resolve_weights
+from moda_train.perception.audio import get_audio_extractor
+from moda_train.perception.motion import get_motion_extractor
 
 FPS_TOLERANCE = 0.01
 MIN_DIVERSITY_SEEDS = 3
@@ -64,40 +73,7 @@ class VideoEvaluator:
     def _net(self, name: str):
         # Lazy: a worker that never needs a network never pays for loading it.
         if name not in self._nets:
-            cfg = self.cfg
-            if name == "inception":
-                from evaluation.fid import InceptionFeatures
-
-                self._nets[name] = InceptionFeatures(cfg.device, cfg.fid.batch_size)
-            elif name == "i3d":
-                from evaluation.fvd import I3DFeatures, load_i3d
-
-                net = load_i3d(resolve_weights("i3d", cfg.fvd.weights), cfg.device)
-                self._nets[name] = I3DFeatures(net, cfg.fvd.resolution, cfg.fvd.batch_size, cfg.device)
-            elif name == "syncnet":
-                from evaluation.sync import SyncScorer
-                from evaluation.syncnet import load_syncnet
-
-                net = load_syncnet(resolve_weights("syncnet", cfg.sync.weights), cfg.device)
-                self._nets[name] = SyncScorer(net, cfg.sync.vshift, cfg.sync.batch_size, cfg.device)
-            elif name == "alse":
-                from moda_train.alse_score import ALSEScorer
-
-                self._nets[name] = ALSEScorer.from_checkpoint(
-                    resolve_weights("alse", cfg.motion_sync.checkpoint), cfg.device
-                )
-            elif name == "audio_features":
-                from data_prep.audio import get_audio_extractor
-
-                self._nets[name] = get_audio_extractor(alse_audio_backend(cfg, self._net("alse")))
-            elif name == "face":
-                from evaluation.fsim import FaceEmbedder
-
-                self._nets[name] = FaceEmbedder()
-            elif name == "motion":
-                from data_prep.motion import get_motion_extractor
-
-                self._nets[name] = get_motion_extractor(cfg.motion.extractor)
+            self._nets[name] = NETWORKS[name](self)
         return self._nets[name]
 
     def _read(self, path: Path) -> np.ndarray:
@@ -210,3 +186,31 @@ class VideoEvaluator:
         samples = [self._motion(self._read(p)) for p in paths]
         values = sample_diversity(samples)
         return {"samples": len(paths), "sample_expression": values["expression"], "sample_pose": values["pose"]}
+
+
+def _audio_features(evaluator: VideoEvaluator):
+    return get_audio_extractor(alse_audio_backend(evaluator.cfg, evaluator._net("alse")))
+
+
+# network name -> builder from the evaluator (its config, and other networks it depends on)
+NETWORKS: dict[str, Callable[[VideoEvaluator], object]] = {
+    "inception": lambda ev: InceptionFeatures(ev.cfg.device, ev.cfg.fid.batch_size),
+    "i3d": lambda ev: I3DFeatures(
+        load_i3d(resolve_weights("i3d", ev.cfg.fvd.weights), ev.cfg.device),
+        ev.cfg.fvd.resolution,
+        ev.cfg.fvd.batch_size,
+        ev.cfg.device,
+    ),
+    "syncnet": lambda ev: SyncScorer(
+        load_syncnet(resolve_weights("syncnet", ev.cfg.sync.weights), ev.cfg.device),
+        ev.cfg.sync.vshift,
+        ev.cfg.sync.batch_size,
+        ev.cfg.device,
+    ),
+    "alse": lambda ev: ALSEScorer.from_checkpoint(
+        resolve_weights("alse", ev.cfg.motion_sync.checkpoint), ev.cfg.device
+    ),
+    "audio_features": _audio_features,
+    "face": lambda ev: FaceEmbedder(),
+    "motion": lambda ev: get_motion_extractor(ev.cfg.motion.extractor),
+}

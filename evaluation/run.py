@@ -24,8 +24,10 @@ from evaluation.config import EvalConfig
 from evaluation.per_video import VideoEvaluator, VideoRecord, alse_audio_backend, generated_path
 from evaluation.report import package_versions, write_report
 from evaluation.split import Clip, load_split
-from evaluation.weights import WeightsMissing, require_file, resolve_weights, sha256
-from moda_train.config import ConfigError, describe_schema, load_config, save_config
+from evaluation.weights import sha256
+from moda_train.core.cli import exits_on_config_error
+from moda_train.core.config_loader import describe_schema, load_config, save_config
+from moda_train.core.weights import WeightsMissing, find_weights, resolve_weights
 
 
 def _weights_entry(path: Path) -> dict:
@@ -65,12 +67,12 @@ def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
             elif group == "motion_sync":
                 from moda_train.alse_score import ALSEScorer
 
-                path = require_file(resolve_weights("alse", cfg.motion_sync.checkpoint), "alse")
+                path = find_weights("alse", cfg.motion_sync.checkpoint, "motion_sync.checkpoint")
                 scorer = ALSEScorer.from_checkpoint(path)
                 weights["alse"] = {**_weights_entry(path), "audio_backend": alse_audio_backend(cfg, scorer)}
             if group in ("diversity", "smoothness", "motion_sync") and "motion extractor" not in weights:
                 try:
-                    from data_prep.motion import get_motion_extractor
+                    from moda_train.perception.motion import get_motion_extractor
                 except ImportError as err:
                     raise WeightsMissing(f"data_prep's motion extractor is not available ({err})") from err
                 try:
@@ -106,7 +108,7 @@ def _evaluate_one(clip: Clip, cache_dir: Path, fp: str) -> tuple[str, VideoRecor
 
 def _generate(cfg: EvalConfig, clips: list[Clip], progress: bool) -> None:
     """Generate the split's videos from the checkpoint into generated_dir (clips already there are skipped)."""
-    from moda_train.generate import generate_split
+    from moda_train.generation.split import generate_split
 
     rows = [
         {
@@ -214,6 +216,7 @@ def _counts(cfg: EvalConfig, clips: list[Clip], done: list[VideoRecord], failure
     return counts
 
 
+@exits_on_config_error
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point (see the module docstring); returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -224,11 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     show = "--print-config" in argv
     argv = [a for a in argv if a != "--print-config"]
-    try:
-        cfg, resolved = load_config(argv[0], argv[1:], schema=EvalConfig)
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
+    cfg, resolved = load_config(argv[0], argv[1:], schema=EvalConfig)
     if show:
         print(OmegaConf.to_yaml(resolved))
         return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from moda_train.motion_layout import EXPRESSION, MOTION_DIM, POSE
+from moda_train.core.motion_layout import EXPRESSION, MOTION_DIM, POSE
 
 
 def motion_jerk(motion: np.ndarray) -> dict[str, float]:

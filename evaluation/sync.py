@@ -10,7 +10,7 @@ Crop: our videos are already aligned face crops (MoDA's output, data_prep's crop
 face tracker produces before it resizes to 224; the whole frame is therefore SyncNet's face crop, and the lip tower
 itself looks at the mouth region in its lower half. Videos that are not face crops must be cropped first.
 
-Offset search (`moda_train.models.sync_math`, shared with the motion-space ALSE expert): audio embeddings
+Offset search (`moda_train.core.sync_offsets`, shared with the motion-space ALSE expert): audio embeddings
 zero-padded by `vshift` on both sides; for every video window the Euclidean distance to the audio windows at
 offsets -vshift..+vshift; mdist[k] = mean over windows; Sync-D = min(mdist), Sync-C = median(mdist) - min(mdist),
 AV offset = vshift - argmin(mdist) (positive: the video lags the audio).
@@ -24,10 +24,9 @@ import python_speech_features
 import torch
 
 from evaluation.syncnet import SyncNet
-from moda_train.models.sync_math import SyncResult, sync_from_embeddings
+from moda_train.core.rates import SAMPLE_RATE, SAMPLES_PER_FRAME
+from moda_train.core.sync_offsets import SyncResult, sync_from_embeddings
 
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
 MFCC_PER_FRAME = 4
 WINDOW = 5  # video frames per SyncNet window (20 MFCC frames)
 FACE_SIZE = 224

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from evaluation.weights import load_state_dict_checked, read_state_dict, require_file
+from evaluation.weights import load_state_dict_checked, read_state_dict
+from moda_train.core.weights import find_weights
 
 EMBED_DIM = 1024
 
@@ -77,6 +78,6 @@ class SyncNet(nn.Module):
 
 def load_syncnet(path: str | Path, device: str | torch.device = "cpu") -> SyncNet:
     """Load `syncnet_v2.model` (a state dict); raise WeightsMissing if absent, ValueError if it does not fit."""
-    path = require_file(Path(path), "syncnet")
+    path = find_weights("syncnet", path, "sync.weights")
     state = read_state_dict(path)
     return load_state_dict_checked(SyncNet(), state, path).to(device).eval()

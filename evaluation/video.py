@@ -48,7 +48,7 @@ def has_audio(path: str | Path) -> bool:
 
 def load_audio(path: str | Path) -> np.ndarray:
     """16 kHz mono float32 audio of a file (data_prep's loader, so evaluation hears what training heard)."""
-    from data_prep.audio import load_audio as _load
+    from moda_train.perception.audio import load_audio as _load
 
     return _load(str(path), sample_rate=16000)
 

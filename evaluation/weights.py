@@ -1,15 +1,14 @@
-"""Where each pretrained network comes from, and the rule for when it is missing.
+"""Evaluation's weight files beyond the common lookup (`moda_train.core.weights`): files shipped inside packages,
+hashes for the report, and strict state-dict loading.
 
-A weights path is taken from the config; an empty config value falls back to an environment variable, then to a
-file name under `weights/` in the working directory. Nothing is ever downloaded: a missing file raises
-`WeightsMissing`, whose message is what the report shows ("skipped: weights not found at <path>").
+A missing file raises `WeightsMissing`, whose message is what the report shows ("skipped: weights not found at
+<path>"). Nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import pickle
 from functools import lru_cache
 from pathlib import Path
@@ -17,31 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-# metric -> (environment variable, file name under weights/ used when neither config nor environment names one)
-WEIGHT_SOURCES: dict[str, tuple[str, str]] = {
-    "i3d": ("MODA_I3D_PATH", "weights/i3d_torchscript.pt"),
-    "syncnet": ("MODA_SYNCNET_PATH", "weights/syncnet_v2.model"),
-    "alse": ("MODA_ALSE_PATH", "weights/alse.ckpt"),
-}
-
-
-class WeightsMissing(RuntimeError):
-    """A weights file is not where the config says; the message names the path and how to supply it."""
-
-
-def resolve_weights(name: str, configured: str) -> Path:
-    """The path of weights `name` (a key of WEIGHT_SOURCES): config value, else env variable, else default."""
-    env_var, default = WEIGHT_SOURCES[name]
-    return Path(configured or os.environ.get(env_var) or default).expanduser()
-
-
-def require_file(path: Path, name: str) -> Path:
-    """Return `path` if it is a file, else raise WeightsMissing naming it and its environment variable."""
-    if not path.is_file():
-        env_var = WEIGHT_SOURCES[name][0] if name in WEIGHT_SOURCES else None
-        hint = f" (set it in the config or with {env_var})" if env_var else ""
-        raise WeightsMissing(f"weights not found at {path}{hint}")
-    return path
+from moda_train.core.weights import WeightsMissing
 
 
 def package_file(package: str, relative: str) -> Path:

@@ -7,7 +7,7 @@ motion before (or without) rendering it:
     scorer.score_sync(motion, audio)   # motion [T, 70] in raw units, audio [T, A] or [T, L, D]
     -> {"offset": 0, "confidence": 0.41, "min_dist": 0.83, "mdist": [...31 values], "windows": 76}
 
-The numbers follow syncnet_python's definitions (`moda_train.models.sync_math`) on ALSE's embeddings: confidence
+The numbers follow syncnet_python's definitions (`moda_train.core.sync_offsets`) on ALSE's embeddings: confidence
 = median - min of the mean distance over offsets -vshift..vshift, min_dist = that minimum, offset = the best
 offset (positive: the mouth lags the audio). They live on ALSE's scale, not SyncNet's: compare them between
 methods scored by the same ALSE checkpoint, never with pixel Sync-C/D values.
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from moda_train.core.sync_offsets import sync_from_embeddings
 from moda_train.lit.alse_module import ALSELightningModule, load_expert
-from moda_train.models.sync_math import sync_from_embeddings
 
 
 class ALSEScorer:

@@ -1,13 +1,18 @@
 """The experiment schema: every config group a training job reads, with its defaults.
 
-An experiment YAML fills this schema (see `moda_train.config.load_config`); `python -m moda_train.train --help`
+An experiment YAML fills this schema (see `moda_train.core.config_loader.load_config`); `python -m moda_train.train --help`
 prints it. Recipes differ only in YAML, never in code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from omegaconf import DictConfig
+
+from moda_train.core.config_loader import load_config
 from moda_train.data.config import DataConfig
 from moda_train.flow.config import FlowConfig
 from moda_train.models.alse_config import ALSEConfig
@@ -179,3 +184,10 @@ class ALSEExperiment:
 
 # Task name -> schema. The `task` key of an experiment YAML picks the schema it is checked against.
 EXPERIMENTS: dict[str, type] = {"mmdit": MMDiTExperiment, "vae": VAEExperiment, "alse": ALSEExperiment}
+
+
+def load_experiment(
+    path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
+) -> tuple[Any, DictConfig]:
+    """An experiment YAML + overrides, typed by the schema its `task` key names (default: mmdit)."""
+    return load_config(path, overrides, schema=EXPERIMENTS)

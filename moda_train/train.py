@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from moda_train.config import ConfigError, describe_schema, load_config
-from moda_train.experiment import EXPERIMENTS
+from moda_train.core.cli import exits_on_config_error
+from moda_train.core.config_loader import describe_schema
+from moda_train.experiment import EXPERIMENTS, load_experiment
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,13 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exits_on_config_error
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        typed, tree = load_config(args.experiment, args.overrides)
-    except ConfigError as err:
-        print(f"config error: {err}", file=sys.stderr)
-        return 2
+    typed, tree = load_experiment(args.experiment, args.overrides)
     if args.print_config:
         from omegaconf import OmegaConf
 

@@ -18,7 +18,7 @@ def demo_shards(tmp_path_factory):
     from data_prep.config import ShardConfig
     from data_prep.demo_corpus import build_corpus
     from data_prep.shard import run
-    from moda_train.config import CONFIGS_ROOT, load_config
+    from moda_train.core.config_loader import CONFIGS_ROOT, load_config
 
     root = tmp_path_factory.mktemp("demo")
     build_corpus(root / "videos", num_videos=24, seed=0, workers=2, progress=False)

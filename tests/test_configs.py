@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from moda_train.config import CONFIGS_ROOT, ConfigError, load_config, save_config
+from moda_train.core.config_loader import CONFIGS_ROOT, ConfigError, save_config
 from moda_train.experiment import EXPERIMENTS as TASKS
+from moda_train.experiment import load_experiment
 from moda_train.models.config import ModelConfig
 
 EXPERIMENTS = sorted((CONFIGS_ROOT / "experiments").glob("*.yaml"))
@@ -16,7 +17,7 @@ TINY = CONFIGS_ROOT / "experiments" / "mmdit_tiny_cpu.yaml"
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_every_experiment_yaml_loads(path):
-    typed, _ = load_config(path)
+    typed, _ = load_experiment(path)
     assert isinstance(typed, TASKS[typed.task])
 
 
@@ -33,11 +34,11 @@ def test_every_preset_loads_into_its_group(task, group, tmp_path):
     for preset in sorted((CONFIGS_ROOT / group).glob("*.yaml")):
         experiment = tmp_path / "exp.yaml"
         experiment.write_text(f"task: {task}\ndefaults:\n  {group}: {preset.stem}\n")
-        load_config(experiment, ["data.train_shards=x", "data.stats_path=y"])
+        load_experiment(experiment, ["data.train_shards=x", "data.stats_path=y"])
 
 
 def test_presets_are_partial_overrides_and_experiment_wins():
-    typed, _ = load_config(TINY, ["train.max_steps=7"])
+    typed, _ = load_experiment(TINY, ["train.max_steps=7"])
     assert typed.model.hidden_size == 64  # from configs/model/tiny.yaml
     assert typed.model.mlp_ratio == ModelConfig().mlp_ratio  # untouched default
     assert typed.train.max_steps == 7  # command line beats the experiment file
@@ -45,7 +46,7 @@ def test_presets_are_partial_overrides_and_experiment_wins():
 
 
 def test_moda_b_preset_is_the_published_size():
-    typed, _ = load_config(CONFIGS_ROOT / "experiments" / "mmdit_moda_b.yaml")
+    typed, _ = load_experiment(CONFIGS_ROOT / "experiments" / "mmdit_moda_b.yaml")
     m = typed.model
     assert (m.hidden_size, m.num_heads, m.head_dim) == (768, 12, 64)
     assert (m.depth_four_stream, m.depth_two_stream, m.depth_single_stream) == (3, 6, 12)
@@ -54,43 +55,43 @@ def test_moda_b_preset_is_the_published_size():
 
 def test_unknown_override_key_is_named():
     with pytest.raises(ConfigError, match=r"model\.hiden.*not in 'ModelConfig'.*hidden_size"):
-        load_config(TINY, ["model.hiden=3"])
+        load_experiment(TINY, ["model.hiden=3"])
 
 
 def test_unknown_key_in_yaml_names_key_and_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("defaults:\n  data: demo\ntrain:\n  max_stesp: 10\n")
     with pytest.raises(ConfigError) as err:
-        load_config(bad)
+        load_experiment(bad)
     assert "max_stesp" in str(err.value) and str(bad) in str(err.value)
 
 
 def test_wrong_type_is_named():
     with pytest.raises(ConfigError, match=r"train\.max_steps.*'abc'"):
-        load_config(TINY, ["train.max_steps=abc"])
+        load_experiment(TINY, ["train.max_steps=abc"])
 
 
 def test_missing_required_values_are_all_listed(tmp_path):
     exp = tmp_path / "exp.yaml"
     exp.write_text("defaults:\n  model: tiny\n")
     with pytest.raises(ConfigError, match=r"missing.*data\.stats_path, data\.train_shards"):
-        load_config(exp)
+        load_experiment(exp)
 
 
 def test_failed_check_names_the_fields():
     with pytest.raises(ConfigError, match="hidden_size=64 is not divisible by num_heads=3"):
-        load_config(TINY, ["model.num_heads=3"])
+        load_experiment(TINY, ["model.num_heads=3"])
 
 
 def test_unknown_preset_lists_the_available_ones(tmp_path):
     exp = tmp_path / "exp.yaml"
     exp.write_text("defaults:\n  model: huge\n")
     with pytest.raises(ConfigError, match=r"defaults\.model='huge'.*presets: .*tiny"):
-        load_config(exp)
+        load_experiment(exp)
 
 
 def test_batch_size_derivation():
-    typed, _ = load_config(TINY, ["train.global_batch_size=64", "train.micro_batch_size=8"])
+    typed, _ = load_experiment(TINY, ["train.global_batch_size=64", "train.micro_batch_size=8"])
     assert typed.train.accumulation(world_size=2) == 4
     with pytest.raises(ValueError, match="not divisible"):
         typed.train.accumulation(world_size=3)
@@ -99,14 +100,14 @@ def test_batch_size_derivation():
 def test_interpolation_resolves(tmp_path):
     exp = tmp_path / "exp.yaml"
     exp.write_text("defaults:\n  data: demo\ntrain:\n  run_name: tiny-${model.hidden_size}\n")
-    typed, _ = load_config(exp)
+    typed, _ = load_experiment(exp)
     assert typed.train.run_name == "tiny-768"
 
 
 def test_saved_config_reloads_identically(tmp_path):
-    typed, tree = load_config(TINY, ["optim.lr=0.005"])
+    typed, tree = load_experiment(TINY, ["optim.lr=0.005"])
     save_config(tree, tmp_path / "config.yaml")
-    reloaded, _ = load_config(tmp_path / "config.yaml")
+    reloaded, _ = load_experiment(tmp_path / "config.yaml")
     assert reloaded == typed
 
 
@@ -132,5 +133,5 @@ def test_cli_bad_override_fails_before_work(tmp_path):
 
 
 def test_empty_override_means_empty_string():
-    typed, _ = load_config(TINY, ["data.val_shards="])
+    typed, _ = load_experiment(TINY, ["data.val_shards="])
     assert typed.data.val_shards == ""

@@ -10,8 +10,8 @@ import lightning as L
 import torch
 from typing_extensions import override
 
+from moda_train.core.stats import MotionStats
 from moda_train.data.config import DataConfig
-from moda_train.data.normalization import MotionStats
 from moda_train.data.wds import ValidationDataset, WindowDataset, expand_urls
 
 

@@ -7,14 +7,15 @@ so a model that learns shows it. It is not a substitute for real data (see data_
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 import webdataset as wds
 from PIL import Image
 
-from moda_train.motion_layout import LIP_DIMS, MOTION_DIM, POSE
+from moda_train.core.motion_layout import LIP_DIMS, MOTION_DIM, POSE
+from moda_train.core.sample import encode_sample
+from moda_train.core.stats import STATS_FILE, write_stats_file
 
 AUDIO_FRAME_SHAPE = (4, 80)  # the logmel backend's layout
 
@@ -32,12 +33,6 @@ def synthetic_clip(rng: np.random.Generator, frames: int) -> dict[str, np.ndarra
         "audio": audio.astype(np.float16),
         "identity": rng.normal(0, 0.1, 63).astype(np.float32),
     }
-
-
-def _encode_npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
 
 
 def _reference_jpeg(rng: np.random.Generator) -> bytes:
@@ -74,16 +69,12 @@ def write_synthetic_shards(
                     "audio_backend": {"name": "logmel", "version": "synthetic"},
                     "motion_backend": {"name": "synthetic", "version": "1"},
                 }
+                emotion = int(rng.integers(0, 9))
+                key = f"{split}_{index:05d}"
                 sink.write(
-                    {
-                        "__key__": f"{split}_{index:05d}",
-                        "motion.npy": _encode_npy(clip["motion"]),
-                        "audio.npy": _encode_npy(clip["audio"]),
-                        "identity.npy": _encode_npy(clip["identity"]),
-                        "ref.jpg": _reference_jpeg(rng),
-                        "emotion.cls": str(int(rng.integers(0, 9))).encode(),
-                        "meta.json": json.dumps(meta).encode(),
-                    }
+                    encode_sample(
+                        key, clip["motion"], clip["audio"], clip["identity"], _reference_jpeg(rng), emotion, meta
+                    )
                 )
     stacked = np.concatenate(train_motion)
     stats = {
@@ -95,5 +86,5 @@ def write_synthetic_shards(
         "motion_backend": {"name": "synthetic", "version": "1"},
         "audio_frame_shape": list(AUDIO_FRAME_SHAPE),
     }
-    (out_dir / "stats.json").write_text(json.dumps(stats))
+    write_stats_file(out_dir / STATS_FILE, stats)
     return out_dir

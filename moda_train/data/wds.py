@@ -9,8 +9,6 @@ resumed run fast-forward to the exact batch it stopped at (see `datamodule.py`).
 from __future__ import annotations
 
 import glob
-import io
-import json
 import logging
 import random
 from collections.abc import Iterable, Iterator
@@ -21,7 +19,8 @@ import torch
 import webdataset as wds
 from braceexpand import braceexpand
 
-from moda_train.data.normalization import MotionStats
+from moda_train.core.sample import decode_sample
+from moda_train.core.stats import MotionStats
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +76,9 @@ def decode_clips(
     """Tar members -> clip dicts with normalised motion; a sample that fails to decode is counted and skipped."""
     for sample in samples:
         try:
-            motion = np.load(io.BytesIO(sample["motion.npy"])).astype(np.float32)
-            audio = np.load(io.BytesIO(sample["audio.npy"])).astype(np.float32)
-            identity = np.load(io.BytesIO(sample["identity.npy"])).astype(np.float32)
-            emotion = int(sample["emotion.cls"])
-            meta = json.loads(sample["meta.json"]) if "meta.json" in sample else {}
+            clip = decode_sample(sample)
+            motion, audio = clip.motion.astype(np.float32), clip.audio.astype(np.float32)
+            identity, emotion, meta = clip.identity.astype(np.float32), clip.emotion, clip.meta
             if motion.ndim != 2 or motion.shape[1] != stats.mean.shape[0] or len(audio) != len(motion):
                 raise ValueError(f"motion {motion.shape} / audio {audio.shape} do not match the contract")
             backend = meta.get("audio_backend", {}).get("name", "")

@@ -37,7 +37,7 @@ def flow_loss(
     """Draw t and noise, drop conditions for guidance, predict the velocity and score it.
 
     x0 [B, T, C] is the clean (normalised) motion; `cond` holds audio, identity, emotion and prev_motion (a full
-    batch dict works too). `groups` maps a name to channel indices (`moda_train.motion_layout.group_indices()`
+    batch dict works too). `groups` maps a name to channel indices (`moda_train.core.motion_layout.group_indices()`
     for raw motion), each weighted by `cfg.weight_<name>`; None scores all channels as one group "all".
     Per group g with weight w_g:
         velocity/g = mean (v_hat - v)^2              over the group's channels

@@ -13,20 +13,23 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from moda_train.config import save_config
+from moda_train.core.config_loader import save_config
+from moda_train.core.stats import MotionStats
 from moda_train.data.datamodule import MotionDataModule
-from moda_train.data.normalization import MotionStats
 from moda_train.experiment import TrainConfig
 from moda_train.launch.environment import build_plugins, trainer_devices, world_info_from_env
 from moda_train.launch.preemption import PreemptionCallback
 from moda_train.launch.strategies import build_strategy
+from moda_train.lit.alse_module import ALSELightningModule
 from moda_train.lit.callbacks import FinalCheckpoint, ThroughputLogger
+from moda_train.lit.mmdit_module import MoDALightningModule
+from moda_train.lit.vae_module import MotionVAELightningModule
 
 # task -> LightningModule class; every module takes (config dict, motion stats).
-MODULES = {
-    "mmdit": "moda_train.lit.module:MoDALightningModule",
-    "vae": "moda_train.lit.vae_module:MotionVAELightningModule",
-    "alse": "moda_train.lit.alse_module:ALSELightningModule",
+MODULES: dict[str, type[L.LightningModule]] = {
+    "mmdit": MoDALightningModule,
+    "vae": MotionVAELightningModule,
+    "alse": ALSELightningModule,
 }
 
 
@@ -51,11 +54,6 @@ def resume_path(train: TrainConfig, checkpoint_dir: Path) -> str | None:
     if not Path(train.resume).exists():
         raise FileNotFoundError(f"train.resume={train.resume!r}: no such checkpoint")
     return train.resume
-
-
-def _load_module_class(task: str) -> type[L.LightningModule]:
-    module_name, class_name = MODULES[task].split(":")
-    return getattr(__import__(module_name, fromlist=[class_name]), class_name)
 
 
 def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
@@ -122,7 +120,7 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
     trainer = build_trainer(cfg, run_dir)
     # Not under trainer.init_module(empty_init=True): that turns the model's nn.init calls into no-ops. ZeRO-3
     # still partitions at construction, because Lightning wraps DeepSpeed model setup in deepspeed.zero.Init.
-    module = _load_module_class(cfg.task)(OmegaConf.to_container(tree, resolve=True), stats)
+    module = MODULES[cfg.task](OmegaConf.to_container(tree, resolve=True), stats)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg.train, run_dir / "checkpoints"))
     if trainer.is_global_zero:
         print(f"run folder:   {run_dir}")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from moda_train.data.normalization import MotionStats
+from moda_train.core.stats import MotionStats
 from moda_train.lit.alse_module import load_expert
 from moda_train.models.alse import ALSE, EPS
 

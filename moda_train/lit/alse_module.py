@@ -25,13 +25,14 @@ import numpy as np
 import torch
 from typing_extensions import override
 
-from moda_train.config import config_from_dict
-from moda_train.data.normalization import MotionStats
+from moda_train.core.checkpoint import load_module
+from moda_train.core.config_loader import config_from_dict
+from moda_train.core.motion_layout import MOTION_DIM
+from moda_train.core.stats import MotionStats
+from moda_train.core.sync_offsets import SyncResult, sync_from_embeddings
 from moda_train.experiment import ALSEExperiment
 from moda_train.lit.optim import configure_adamw
 from moda_train.models.alse import ALSE, sync_accuracy, sync_loss
-from moda_train.models.sync_math import SyncResult, sync_from_embeddings
-from moda_train.motion_layout import MOTION_DIM
 
 
 class ALSELightningModule(L.LightningModule):
@@ -121,19 +122,6 @@ def load_expert(path: str | Path, map_location: str | torch.device = "cpu") -> A
     Raises FileNotFoundError when the file is missing, and ValueError for a sharded DeepSpeed checkpoint folder
     (consolidate it first) or a checkpoint of another task.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(
-            f"ALSE checkpoint {path} is a sharded DeepSpeed folder: consolidate it first with "
-            f"`python -m moda_train.consolidate {path} alse.ckpt`"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"ALSE checkpoint not found at {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    task = checkpoint.get("hyper_parameters", {}).get("config", {}).get("task")
-    if task != "alse":
-        raise ValueError(f"{path} is not an ALSE checkpoint (task={task!r}); train one with task: alse")
-    module = ALSELightningModule(checkpoint["hyper_parameters"]["config"])
-    module.load_state_dict(checkpoint["state_dict"])
+    module = load_module(ALSELightningModule, path, "alse", map_location)
     module.requires_grad_(False)
-    return module.eval().to(map_location)
+    return module

@@ -8,7 +8,7 @@ matplotlib.use("Agg")  # headless: figures go to TensorBoard, never to a screen
 import matplotlib.pyplot as plt
 import numpy as np
 
-from moda_train.motion_layout import LIP_DIMS, ROTATION, ROTATION_NAMES
+from moda_train.core.motion_layout import LIP_DIMS, ROTATION, ROTATION_NAMES
 
 
 def motion_curves(generated: np.ndarray, truth: np.ndarray, keys: list[str]) -> plt.Figure:

@@ -10,8 +10,9 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric, MeanSquaredError
 from typing_extensions import override
 
-from moda_train.config import config_from_dict
-from moda_train.data.normalization import MotionStats
+from moda_train.core.config_loader import config_from_dict
+from moda_train.core.motion_layout import LIP_DIMS, MOTION_DIM, group_indices
+from moda_train.core.stats import MotionStats
 from moda_train.experiment import VAEExperiment
 from moda_train.lit.base import EMATrainedModule
 from moda_train.lit.ema import make_ema
@@ -19,7 +20,6 @@ from moda_train.lit.figures import motion_curves
 from moda_train.models.latent_space import LatentMoments
 from moda_train.models.motion_vae import MotionVAE, kl_to_standard_normal
 from moda_train.models.vae_config import VAEConfig
-from moda_train.motion_layout import LIP_DIMS, MOTION_DIM, group_indices
 
 FIGURE_WINDOWS = 4  # validation windows drawn in the TensorBoard figure
 STAGE_IDS = {"train": 0, "val": 1}

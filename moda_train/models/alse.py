@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from moda_train.core.motion_layout import LIP_DIMS, MOTION_DIM
 from moda_train.models.alse_config import ALSEConfig
-from moda_train.motion_layout import LIP_DIMS, MOTION_DIM
 
 EPS = 1e-6  # keeps log() finite where a cosine reaches exactly 0 or 1
 

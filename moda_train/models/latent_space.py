@@ -16,6 +16,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from moda_train.core.checkpoint import checkpoint_config, read_checkpoint
 from moda_train.models.motion_vae import MotionVAE
 from moda_train.models.vae_config import VAEConfig
 
@@ -103,7 +104,7 @@ class LatentSpace(nn.Module):
     def from_checkpoint(cls, path: str | Path) -> LatentSpace:
         """Load a frozen VAE (EMA weights) and its stored latent statistics from a VAE training checkpoint."""
         checkpoint = _read_vae_checkpoint(Path(path))
-        vae = MotionVAE(VAEConfig(**checkpoint["hyper_parameters"]["config"]["vae"]))
+        vae = MotionVAE(VAEConfig(**checkpoint_config(checkpoint)["vae"]))
         state = checkpoint["state_dict"]
         weights = {k[len(WEIGHTS_PREFIX) :]: v for k, v in state.items() if k.startswith(WEIGHTS_PREFIX)}
         vae.load_state_dict(weights)
@@ -222,17 +223,7 @@ class LatentSpace(nn.Module):
 
 
 def _read_vae_checkpoint(path: Path) -> dict:
-    if path.is_dir():
-        raise ValueError(
-            f"{path} is a sharded DeepSpeed checkpoint folder: consolidate it first with "
-            f"`python -m moda_train.consolidate {path} vae.ckpt` and load that file"
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"VAE checkpoint not found at {path} (set the VAE checkpoint path in the config)")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    config = checkpoint.get("hyper_parameters", {}).get("config", {})
-    if config.get("task") != "vae" or "state_dict" not in checkpoint:
-        raise ValueError(f"{path} is not a motion VAE checkpoint (task={config.get('task')!r}, expected 'vae')")
+    checkpoint = read_checkpoint(path, "vae", weights_only=True)
     missing = [key for key in (*LATENT_STAT_KEYS, *MOTION_STAT_KEYS) if key not in checkpoint["state_dict"]]
     if missing:
         raise ValueError(f"{path}: VAE checkpoint lacks {', '.join(missing)}")

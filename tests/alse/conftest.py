@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moda_train.config import CONFIGS_ROOT
-from moda_train.data.normalization import MotionStats
+from moda_train.core.config_loader import CONFIGS_ROOT
+from moda_train.core.stats import MotionStats
 from moda_train.data.synthetic import synthetic_clip, write_synthetic_shards
 
 REPO = CONFIGS_ROOT.parent

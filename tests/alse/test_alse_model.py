@@ -4,13 +4,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from moda_train.config import CONFIGS_ROOT, ConfigError, load_config
-from moda_train.experiment import ALSEExperiment
+from moda_train.core.config_loader import CONFIGS_ROOT, ConfigError
+from moda_train.core.motion_layout import LIP_DIMS
+from moda_train.core.sync_offsets import sync_from_embeddings
+from moda_train.experiment import ALSEExperiment, load_experiment
 from moda_train.lit.alse_module import ALSELightningModule
 from moda_train.models.alse import ALSE, shift_similarities, sync_accuracy, sync_loss
 from moda_train.models.alse_config import ALSEConfig
-from moda_train.models.sync_math import sync_from_embeddings
-from moda_train.motion_layout import LIP_DIMS
 
 TINY_ALSE = CONFIGS_ROOT / "experiments" / "alse_tiny_cpu.yaml"
 CFG = ALSEConfig(audio_dim=12, hidden_size=16, embed_dim=8, window_frames=5, min_shift=2, max_shift=4)
@@ -62,11 +62,11 @@ def test_config_checks_are_collected():
     with pytest.raises(ValueError, match="min_shift=5.*max_shift=3.*vshift"):
         ALSEConfig(min_shift=5, max_shift=3, vshift=0)
     with pytest.raises(ConfigError, match="alse.window_frames must be >= 1"):
-        load_config(TINY_ALSE, ["alse.window_frames=0"])
+        load_experiment(TINY_ALSE, ["alse.window_frames=0"])
 
 
 def test_tiny_experiment_yaml_is_an_alse_experiment():
-    typed, _ = load_config(TINY_ALSE)
+    typed, _ = load_experiment(TINY_ALSE)
     assert isinstance(typed, ALSEExperiment)
     assert typed.alse.audio_dim == 320 and typed.alse.hidden_size == 64  # configs/alse/tiny.yaml
     assert typed.data.window_frames >= typed.alse.min_frames()
@@ -132,8 +132,6 @@ def test_offset_search_rejects_mismatched_embeddings():
 
 def test_short_training_windows_are_refused_before_training():
 
-    from moda_train.config import load_config
-
-    _, tree = load_config(TINY_ALSE, ["data.window_frames=20", "data.train_shards=x"])
+    _, tree = load_experiment(TINY_ALSE, ["data.window_frames=20", "data.train_shards=x"])
     with pytest.raises(ValueError, match=r"data.window_frames=20 is too short for ALSE: need >= 35"):
         ALSELightningModule(OmegaConf.to_container(tree, resolve=True))

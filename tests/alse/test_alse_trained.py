@@ -11,7 +11,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from moda_train.alse_score import ALSEScorer
-from moda_train.data.normalization import MotionStats
+from moda_train.core.motion_layout import LIP_DIMS, group_indices
+from moda_train.core.stats import MotionStats
 from moda_train.flow.config import FlowConfig
 from moda_train.flow.loss import flow_loss
 from moda_train.lit.alse_loss import ALSELoss
@@ -19,7 +20,6 @@ from moda_train.lit.alse_module import load_expert
 from moda_train.models.alse import sync_accuracy
 from moda_train.models.config import ModelConfig
 from moda_train.models.moda import MoDA
-from moda_train.motion_layout import LIP_DIMS, group_indices
 
 pytestmark = pytest.mark.slow
 WINDOW = 80  # the MMDiT's window length

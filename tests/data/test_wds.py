@@ -9,9 +9,9 @@ import pytest
 import torch
 import webdataset as wds
 
+from moda_train.core.stats import MotionStats
 from moda_train.data.config import DataConfig
 from moda_train.data.datamodule import EpochLoader, MotionDataModule
-from moda_train.data.normalization import MotionStats
 from moda_train.data.synthetic import write_synthetic_shards
 from moda_train.data.wds import ShardSource, draw_shards, expand_urls
 

@@ -13,7 +13,7 @@ import pytest
 from skimage import data as skdata
 
 from data_prep.config import ShardConfig
-from moda_train.config import load_config
+from moda_train.core.config_loader import load_config
 
 AUDIO_RATE = 16000
 

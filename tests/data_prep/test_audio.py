@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from data_prep.audio import HUBERT_PATH_ENV, SAMPLES_PER_FRAME, get_audio_extractor, load_audio
-from data_prep.video_io import write_video
+from moda_train.core.rates import SAMPLES_PER_FRAME
+from moda_train.perception.audio import HUBERT_PATH_ENV, get_audio_extractor, load_audio
+from moda_train.perception.video_io import write_video
 
 RATE = 16000
 

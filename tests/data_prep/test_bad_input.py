@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.decode import BadInput, check_readable
 from data_prep.shard import main, run
 from data_prep.writer import read_jsonl
+from moda_train.perception.decode import BadInput, check_readable
 
 from .conftest import render_frames, shard_config, speech_like, talking_video, write_av
 

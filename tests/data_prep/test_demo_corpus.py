@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep.audio import load_audio
 from data_prep.demo_corpus import build_corpus, main
-from data_prep.motion import get_motion_extractor
-from data_prep.motion.landmarks import INNER_LIP_KEYPOINTS
-from moda_train.motion_layout import EMOTIONS, LIP_DIMS, NUM_KEYPOINTS
+from moda_train.core.motion_layout import EMOTIONS, LIP_DIMS, NUM_KEYPOINTS
+from moda_train.perception.audio import load_audio
+from moda_train.perception.motion import get_motion_extractor
+from moda_train.perception.motion.landmarks import INNER_LIP_KEYPOINTS
 
 SECONDS = 3.0
 FRAMES = 75

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from data_prep.demo_corpus import INNER_LOWER_LIP, INNER_UPPER_LIP, face_photo, jaw_weights
-from data_prep.face_warp import FaceWarper, warp_face
+from moda_train.perception.face_warp import FaceWarper, warp_face
 
 
 @pytest.fixture(scope="module")

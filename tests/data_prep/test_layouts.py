@@ -7,9 +7,9 @@ import json
 import pytest
 
 from data_prep.config import InputConfig
-from data_prep.layouts import list_sources, make_key, parse_emotion, parse_timestamp
+from data_prep.corpus_layouts import list_sources, make_key, parse_emotion, parse_timestamp
 from data_prep.splits import assign_split, speaker_splits
-from moda_train.motion_layout import EMOTIONS, NULL_EMOTION
+from moda_train.core.motion_layout import EMOTIONS, NULL_EMOTION
 
 
 def touch(path):

@@ -10,12 +10,12 @@ import pytest
 from mediapipe.python.solutions.face_mesh_connections import FACEMESH_LIPS
 
 from data_prep.demo_corpus import INNER_LOWER_LIP, INNER_UPPER_LIP, face_photo, jaw_weights
-from data_prep.face_warp import FaceWarper
-from data_prep.motion import NoFaceError, get_motion_extractor, motion_to_image_keypoints
-from data_prep.motion.landmarks import INNER_LIP_KEYPOINTS, KEYPOINT_LANDMARKS
-from data_prep.motion.liveportrait import LIVEPORTRAIT_PATH_ENV
-from data_prep.motion.pose import normalised_to_pixels, rotation_angles, rotation_matrix
-from moda_train.motion_layout import LIP_DIMS, LIP_KEYPOINTS, NUM_KEYPOINTS, ROTATION, TRANSLATION
+from moda_train.core.motion_layout import LIP_DIMS, LIP_KEYPOINTS, NUM_KEYPOINTS, ROTATION, TRANSLATION
+from moda_train.perception.face_warp import FaceWarper
+from moda_train.perception.motion import NoFaceError, get_motion_extractor, motion_to_image_keypoints
+from moda_train.perception.motion.landmarks import INNER_LIP_KEYPOINTS, KEYPOINT_LANDMARKS
+from moda_train.perception.motion.liveportrait import LIVEPORTRAIT_PATH_ENV
+from moda_train.perception.motion.pose import normalised_to_pixels, rotation_angles, rotation_matrix
 
 CROP = 256
 NUM_FRAMES = 30
@@ -176,7 +176,7 @@ def random_liveportrait(tmp_path_factory):
     (`detector.` keys); the released ConvNeXt-V2-tiny loads the same way, only slower to run on CPU."""
     import torch
 
-    from data_prep.motion.liveportrait_net import LivePortraitMotionNet
+    from moda_train.perception.motion.liveportrait_net import LivePortraitMotionNet
 
     torch.manual_seed(0)
     net = LivePortraitMotionNet(depths=(1, 1, 2, 1), dims=(16, 32, 64, 128))

@@ -17,7 +17,7 @@ import pytest
 from data_prep.config import ShardConfig
 from data_prep.shard import run
 from data_prep.writer import ShardSetWriter, read_jsonl
-from moda_train.config import load_config
+from moda_train.core.config_loader import load_config
 
 from .conftest import talking_video
 

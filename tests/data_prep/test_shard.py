@@ -17,8 +17,8 @@ import webdataset as wds
 from data_prep.config import ShardConfig
 from data_prep.shard import main, merge, run
 from data_prep.writer import completed_shards, read_jsonl
-from moda_train.config import CONFIGS_ROOT, load_config
-from moda_train.motion_layout import EMOTIONS, MOTION_DIM, NULL_EMOTION, ROTATION, TRANSLATION
+from moda_train.core.config_loader import CONFIGS_ROOT, load_config
+from moda_train.core.motion_layout import EMOTIONS, MOTION_DIM, NULL_EMOTION, ROTATION, TRANSLATION
 
 from .conftest import shard_config, talking_video
 

@@ -6,8 +6,8 @@ import av
 import numpy as np
 import pytest
 
-from data_prep.audio import load_audio
-from data_prep.video_io import write_video
+from moda_train.perception.audio import load_audio
+from moda_train.perception.video_io import write_video
 
 
 def frames(count: int, height: int = 64, width: int = 96) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 from evaluation.fvd import I3DFeatures, clip_starts, load_i3d
 from evaluation.i3d import InceptionI3d
 from evaluation.syncnet import SyncNet, load_syncnet
-from evaluation.weights import WeightsMissing, resolve_weights
+from moda_train.core.weights import WeightsMissing, resolve_weights
 
 I3D_LAYOUT = {
     "Conv3d_1a_7x7.conv3d.weight": (64, 3, 7, 7, 7),

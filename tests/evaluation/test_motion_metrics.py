@@ -5,7 +5,7 @@ import pytest
 
 from evaluation.diversity import sample_diversity, temporal_pose_spread
 from evaluation.smoothness import frame_acceleration, motion_jerk
-from moda_train.motion_layout import EXPRESSION, POSE, ROTATION
+from moda_train.core.motion_layout import EXPRESSION, POSE, ROTATION
 
 
 def _motion(frames: int = 100) -> np.ndarray:

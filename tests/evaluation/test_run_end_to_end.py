@@ -26,7 +26,8 @@ from evaluation.degrade import DEGRADATIONS, make_degraded_split
 from evaluation.i3d import InceptionI3d
 from evaluation.run import evaluate, main
 from evaluation.syncnet import SyncNet
-from moda_train.config import CONFIGS_ROOT, load_config
+from moda_train.core.config_loader import CONFIGS_ROOT, load_config
+from moda_train.experiment import load_experiment
 from moda_train.lit.alse_module import ALSELightningModule
 
 pytestmark = pytest.mark.slow
@@ -139,7 +140,7 @@ def test_worker_processes_give_identical_numbers(bench, reports):
 
 def _random_alse_checkpoint(path):
     # An untrained tiny expert saved the way Lightning saves one (hyper-parameters + state dict).
-    _, tree = load_config(CONFIGS_ROOT / "experiments" / "alse_tiny_cpu.yaml")
+    _, tree = load_experiment(CONFIGS_ROOT / "experiments" / "alse_tiny_cpu.yaml")
     config = OmegaConf.to_container(tree)
     module = ALSELightningModule(config)
     torch.save({"hyper_parameters": {"config": config}, "state_dict": module.state_dict()}, path)

@@ -6,7 +6,7 @@ import pytest
 
 from evaluation.config import EvalConfig
 from evaluation.split import load_split
-from moda_train.config import ConfigError, load_config
+from moda_train.core.config_loader import ConfigError, load_config
 
 
 @pytest.fixture()
@@ -82,7 +82,7 @@ def test_config_checks_name_the_key(tmp_path):
 
 
 def test_shipped_eval_configs_load():
-    from moda_train.config import CONFIGS_ROOT
+    from moda_train.core.config_loader import CONFIGS_ROOT
 
     for path in sorted((CONFIGS_ROOT / "eval").glob("*.yaml")):
         load_config(path, ["split=s.csv", "generated_dir=g"], schema=EvalConfig)

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
+from moda_train.core.motion_layout import NULL_EMOTION
 from moda_train.flow import FlowConfig
 from moda_train.flow.conditions import drop_conditions, null_conditions, select_conditions
 from moda_train.models import ModelConfig
-from moda_train.motion_layout import NULL_EMOTION
 
 
 def _batch(n: int) -> dict[str, torch.Tensor]:

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from moda_train.core.motion_layout import group_indices
 from moda_train.flow import FlowConfig, flow_loss
 from moda_train.models import MoDA, ModelConfig
-from moda_train.motion_layout import group_indices
 
 NO_DROP = FlowConfig(drop_audio=0.0, drop_emotion=0.0)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from moda_train.config import load_config
 from moda_train.data.synthetic import write_synthetic_shards
+from moda_train.experiment import load_experiment
 from moda_train.launch.run import run_experiment
 
 from .generation_helpers import SMALL_MODEL, TINY
@@ -33,7 +33,7 @@ def checkpoint(tmp_path_factory) -> str:
     stats = json.loads((shards / "stats.json").read_text())
     stats["motion_backend"] = {"name": "landmarks", "version": "synthetic stand-in"}
     (shards / "stats.json").write_text(json.dumps(stats))
-    cfg, tree = load_config(
+    cfg, tree = load_experiment(
         TINY,
         [
             f"data.train_shards={shards}/train-*.tar", "data.val_shards=", f"data.stats_path={shards}/stats.json",
@@ -57,10 +57,10 @@ def photo() -> np.ndarray:
 @pytest.fixture(scope="session")
 def reference(photo):
     """The astronaut's ReferenceFace as generation builds it (mediapipe detection, data_prep crop, landmarks)."""
-    from data_prep.config import FaceConfig
-    from data_prep.face_crop import FaceDetector, crop_square
-    from data_prep.motion import get_motion_extractor
-    from moda_train.render import ReferenceFace
+    from moda_train.generation.render import ReferenceFace
+    from moda_train.perception.config import FaceConfig
+    from moda_train.perception.face_crop import FaceDetector, crop_square
+    from moda_train.perception.motion import get_motion_extractor
 
     face = FaceConfig()
     detector = FaceDetector(face)

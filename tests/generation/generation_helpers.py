@@ -7,8 +7,9 @@ import torch
 from omegaconf import OmegaConf
 from scipy.io import wavfile
 
-from moda_train.config import CONFIGS_ROOT, load_config
-from moda_train.lit.module import MoDALightningModule
+from moda_train.core.config_loader import CONFIGS_ROOT
+from moda_train.experiment import load_experiment
+from moda_train.lit.mmdit_module import MoDALightningModule
 
 TINY = CONFIGS_ROOT / "experiments" / "mmdit_tiny_cpu.yaml"
 SMALL_MODEL = ("model.depth_single_stream=1", "model.depth_two_stream=1")
@@ -25,7 +26,7 @@ def speech_like(seconds: float, seed: int = 0, sample_rate: int = 16000) -> np.n
 
 def random_module(*overrides: str) -> MoDALightningModule:
     """A random-init tiny module (adaLN outputs perturbed so conditions reach the output); no training."""
-    _, tree = load_config(TINY, ["data.stats_path=missing/stats.json", *SMALL_MODEL, *overrides])
+    _, tree = load_experiment(TINY, ["data.stats_path=missing/stats.json", *SMALL_MODEL, *overrides])
     torch.manual_seed(0)
     module = MoDALightningModule(OmegaConf.to_container(tree, resolve=True))
     with torch.no_grad():

@@ -7,10 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep.video_io import write_video
-from moda_train.generate import GenerationPipeline, generate_split, generate_video, main
-from moda_train.inference import AudioBackendMismatch
-from moda_train.motion_layout import MOTION_DIM
+from moda_train.core.motion_layout import MOTION_DIM
+from moda_train.generate import main
+from moda_train.generation.motion_generator import AudioBackendMismatch
+from moda_train.generation.pipeline import GenerationPipeline, generate_video
+from moda_train.generation.split import generate_split
+from moda_train.perception.video_io import write_video
 
 from .generation_helpers import speech_like, write_wav
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep.audio import SAMPLES_PER_FRAME, LogMelExtractor, get_audio_extractor
-from moda_train.generate import load_checkpoint
-from moda_train.inference import (
+from moda_train.core.motion_layout import EXPRESSION, MOTION_DIM, POSE
+from moda_train.core.rates import SAMPLES_PER_FRAME
+from moda_train.generation.motion_generator import (
     AudioBackendMismatch,
     MotionGenerator,
     WindowPlan,
@@ -17,7 +17,8 @@ from moda_train.inference import (
     smooth_pose,
     window_starts,
 )
-from moda_train.motion_layout import EXPRESSION, MOTION_DIM, POSE
+from moda_train.generation.pipeline import load_checkpoint
+from moda_train.perception.audio import LogMelExtractor, get_audio_extractor
 
 from .generation_helpers import random_module, speech_like
 

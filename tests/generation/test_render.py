@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from data_prep.face_crop import crop_square
-from data_prep.motion import get_motion_extractor
-from moda_train.motion_layout import MOTION_DIM, ROTATION
-from moda_train.render import WarpRenderer
+from moda_train.core.motion_layout import MOTION_DIM, ROTATION
+from moda_train.generation.render import WarpRenderer
+from moda_train.perception.face_crop import crop_square
+from moda_train.perception.motion import get_motion_extractor
 
 LOWER_LIP_AND_CHIN = {17: 0.25, 20: 0.25, 18: 0.15}  # keypoint: downward offset in canonical face units
 

@@ -6,11 +6,12 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from moda_train.config import CONFIGS_ROOT, load_config
+from moda_train.core.config_loader import CONFIGS_ROOT
 from moda_train.data.synthetic import write_synthetic_shards
+from moda_train.experiment import load_experiment
 from moda_train.launch.run import run_experiment
 from moda_train.lit.ema import make_ema, update_ema
-from moda_train.lit.module import MoDALightningModule
+from moda_train.lit.mmdit_module import MoDALightningModule
 from moda_train.lit.optim import warmup_cosine
 
 TINY = CONFIGS_ROOT / "experiments" / "mmdit_tiny_cpu.yaml"
@@ -22,7 +23,7 @@ def shards(tmp_path_factory):
 
 
 def _train(shards, out_dir, *overrides):
-    cfg, tree = load_config(
+    cfg, tree = load_experiment(
         TINY,
         [
             f"data.train_shards={shards}/train-*.tar", f"data.val_shards={shards}/val-*.tar",
@@ -107,7 +108,7 @@ def test_warmup_cosine_schedule():
 @pytest.mark.slow
 def test_training_with_the_alse_loss_logs_it(shards, tmp_path):
     alse_experiment = CONFIGS_ROOT / "experiments" / "alse_tiny_cpu.yaml"
-    cfg, tree = load_config(
+    cfg, tree = load_experiment(
         alse_experiment,
         [
             f"data.train_shards={shards}/train-*.tar", "data.val_shards=", f"data.stats_path={shards}/stats.json",
@@ -128,7 +129,7 @@ def test_training_with_the_alse_loss_logs_it(shards, tmp_path):
 @pytest.mark.slow
 def test_mmdit_trains_and_samples_in_the_vae_latent_space(shards, tmp_path):
     vae_experiment = CONFIGS_ROOT / "experiments" / "vae_tiny_cpu.yaml"
-    cfg, tree = load_config(
+    cfg, tree = load_experiment(
         vae_experiment,
         [
             f"data.train_shards={shards}/train-*.tar", f"data.val_shards={shards}/val-*.tar",

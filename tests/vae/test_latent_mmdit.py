@@ -4,7 +4,7 @@ units."""
 
 import torch
 
-from moda_train.data.normalization import MotionStats
+from moda_train.core.stats import MotionStats
 from moda_train.flow.config import FlowConfig
 from moda_train.flow.loss import flow_loss
 from moda_train.flow.sampler import sample

@@ -4,11 +4,11 @@ loaded from a VAE training checkpoint, with clear errors for the wrong file."""
 import pytest
 import torch
 
+from moda_train.core.motion_layout import LIP_DIMS
 from moda_train.lit.vae_module import MotionVAELightningModule
 from moda_train.models.latent_space import LatentMoments, LatentSpace, compute_latent_stats
 from moda_train.models.motion_vae import MotionVAE
 from moda_train.models.vae_config import VAEConfig
-from moda_train.motion_layout import LIP_DIMS
 
 from .vae_helpers import overfit_vae, smooth_windows
 

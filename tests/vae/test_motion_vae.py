@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from moda_train.core.motion_layout import LIP_DIMS
 from moda_train.lit.vae_module import vae_loss
 from moda_train.models.motion_vae import MotionVAE, kl_to_standard_normal, reparameterize
 from moda_train.models.vae_config import VAEConfig
-from moda_train.motion_layout import LIP_DIMS
 
 from .vae_helpers import TINY, overfit_vae, smooth_windows
 

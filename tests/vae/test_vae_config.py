@@ -3,8 +3,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from moda_train.config import CONFIGS_ROOT, ConfigError, load_config
-from moda_train.experiment import VAEExperiment
+from moda_train.core.config_loader import CONFIGS_ROOT, ConfigError
+from moda_train.experiment import VAEExperiment, load_experiment
 from moda_train.lit.vae_module import MotionVAELightningModule
 
 
@@ -12,22 +12,22 @@ from moda_train.lit.vae_module import MotionVAELightningModule
 def test_vae_presets_and_experiments_load(preset, downsample, tmp_path):
     experiment = tmp_path / "exp.yaml"
     experiment.write_text(f"task: vae\ndefaults:\n  vae: {preset}\n")
-    typed, _ = load_config(experiment, ["data.train_shards=x", "data.stats_path=y"])
+    typed, _ = load_experiment(experiment, ["data.train_shards=x", "data.stats_path=y"])
     assert isinstance(typed, VAEExperiment) and typed.vae.downsample == downsample
-    full, _ = load_config(CONFIGS_ROOT / "experiments" / "vae_full.yaml")
+    full, _ = load_experiment(CONFIGS_ROOT / "experiments" / "vae_full.yaml")
     assert full.vae.hidden_size == 256 and full.train.strategy == "ddp"
 
 
 def test_bad_vae_keys_are_named():
     tiny = CONFIGS_ROOT / "experiments" / "vae_tiny_cpu.yaml"
     with pytest.raises(ConfigError, match=r"vae\.latent_dimm"):
-        load_config(tiny, ["vae.latent_dimm=3"])
+        load_experiment(tiny, ["vae.latent_dimm=3"])
     with pytest.raises(ConfigError, match=r"vae\.downsample=3: choose one of \(1, 2, 4\)"):
-        load_config(tiny, ["vae.downsample=3"])
+        load_experiment(tiny, ["vae.downsample=3"])
 
 
 def test_module_refuses_a_window_the_vae_cannot_split():
-    typed, tree = load_config(
+    typed, tree = load_experiment(
         CONFIGS_ROOT / "experiments" / "vae_tiny_cpu.yaml", ["data.window_frames=81", "vae.downsample=2"]
     )
     with pytest.raises(ValueError, match="data.window_frames=81 is not a multiple of vae.downsample=2"):

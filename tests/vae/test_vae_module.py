@@ -6,13 +6,13 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from moda_train.core.motion_layout import LIP_DIMS, group_indices
+from moda_train.core.stats import MotionStats
 from moda_train.data.config import DataConfig
 from moda_train.data.datamodule import MotionDataModule
-from moda_train.data.normalization import MotionStats
 from moda_train.experiment import VAEExperiment
 from moda_train.lit.vae_module import MotionVAELightningModule
 from moda_train.models.latent_space import LatentSpace
-from moda_train.motion_layout import LIP_DIMS, group_indices
 
 from .vae_helpers import TRAIN_STEPS, run_train
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from moda_train.config import CONFIGS_ROOT
+from moda_train.core.config_loader import CONFIGS_ROOT
 from moda_train.lit.vae_module import vae_loss
 from moda_train.models.motion_vae import MotionVAE
 from moda_train.models.vae_config import VAEConfig

@@ -26,12 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from data_prep.registry import build_backend
+from moda_train.core.rates import SAMPLE_RATE, SAMPLES_PER_FRAME
+from moda_train.core.weights import WEIGHTS, find_weights
+from moda_train.perception.registry import build_backend
 
-SAMPLE_RATE = 16000
-FPS = 25
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
-HUBERT_PATH_ENV = "MODA_HUBERT_PATH"
+HUBERT_PATH_ENV = WEIGHTS["hubert"].env_var
 
 
 def _ffmpeg_exe() -> str:
@@ -162,18 +161,7 @@ class HubertExtractor(AudioExtractor):
     name = "hubert"
 
     def __init__(self, path: str | os.PathLike | None = None, device: str = "cpu") -> None:
-        path = path or os.environ.get(HUBERT_PATH_ENV)
-        if not path:
-            raise FileNotFoundError(
-                f"the hubert audio backend needs a local HuBERT/wav2vec2 checkpoint folder: set the extractor's "
-                f"`path` option or the {HUBERT_PATH_ENV} environment variable (nothing is downloaded)"
-            )
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"HuBERT weights not found at {path} (expected a transformers checkpoint folder with config.json "
-                f"and model weights; set the `path` option or {HUBERT_PATH_ENV})"
-            )
+        path = find_weights("hubert", path, "the hubert backend's `path` option")
         try:
             from transformers import AutoModel, Wav2Vec2FeatureExtractor
         except ImportError as err:

@@ -19,32 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
-from moda_train.motion_layout import EXPRESSION, MOTION_DIM, NUM_KEYPOINTS, ROTATION, SCALE, TRANSLATION
+from moda_train.core.motion_layout import EXPRESSION, MOTION_DIM, NUM_KEYPOINTS, ROTATION, SCALE, TRANSLATION
+from moda_train.core.weights import WEIGHTS, find_weights
 
 from .base import MotionExtractor, MotionSequence, check_frames
 from .pose import rotation_matrix
 
-LIVEPORTRAIT_PATH_ENV = "MODA_LIVEPORTRAIT_PATH"
-CHECKPOINT_NAME = "motion_extractor.pth"
+LIVEPORTRAIT_PATH_ENV = WEIGHTS["liveportrait"].env_var
+CHECKPOINT_NAME = WEIGHTS["liveportrait"].file_in_folder
 INPUT_SIZE = 256
 
 
 def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
     """The motion-extractor weights file from an option, a folder or the environment; a clear error if missing."""
-    path = path or os.environ.get(LIVEPORTRAIT_PATH_ENV)
-    if not path:
-        raise FileNotFoundError(
-            f"the liveportrait motion backend needs LivePortrait's {CHECKPOINT_NAME}: set the extractor's `path` "
-            f"option or the {LIVEPORTRAIT_PATH_ENV} environment variable (nothing is downloaded)"
-        )
-    path = Path(path)
-    candidate = path / CHECKPOINT_NAME if path.is_dir() else path
-    if not candidate.is_file():
-        raise FileNotFoundError(
-            f"LivePortrait motion-extractor weights not found at {candidate} (set the `path` option or "
-            f"{LIVEPORTRAIT_PATH_ENV} to {CHECKPOINT_NAME} or the folder holding it)"
-        )
-    return candidate
+    return find_weights("liveportrait", path, "the liveportrait backend's `path` option")
 
 
 class LivePortraitMotionExtractor(MotionExtractor):

@@ -20,6 +20,7 @@ import dataclasses
 import inspect
 import os
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +74,12 @@ def _describe(err: OmegaConfBaseException) -> str:
 def load_config(
     path: str | Path | None,
     overrides: list[str] | tuple[str, ...] = (),
-    schema: type | None = None,
+    *,
+    schema: type | Mapping[str, type],
 ) -> tuple[Any, DictConfig]:
     """Build a typed config from an experiment YAML plus `key=value` overrides.
 
-    With `schema=None` the YAML's `task` key picks the schema from `moda_train.experiment.EXPERIMENTS`.
+    `schema` is a dataclass, or a mapping from task name to dataclass: then the YAML's `task` key picks one.
     Returns the dataclass instance (checks run) and the resolved OmegaConf tree (for saving).
     """
     body: dict[str, Any] = {}
@@ -98,13 +100,11 @@ def load_config(
                 )
             presets.append((str(preset_file), {group: _read_yaml(preset_file)}))
 
-    if schema is None:
-        from moda_train.experiment import EXPERIMENTS
-
-        task = body.get("task", "mmdit")
-        if task not in EXPERIMENTS:
-            raise ConfigError(f"{path}: task={task!r} is not one of {', '.join(EXPERIMENTS)}")
-        schema = EXPERIMENTS[task]
+    if isinstance(schema, Mapping):
+        task = body.get("task", next(iter(schema)))
+        if task not in schema:
+            raise ConfigError(f"{path}: task={task!r} is not one of {', '.join(schema)}")
+        schema = schema[task]
 
     cfg = OmegaConf.structured(schema)
     for source, preset in presets:

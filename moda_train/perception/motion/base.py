@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moda_train.motion_layout import MOTION_DIM, NUM_KEYPOINTS
+from moda_train.core.motion_layout import MOTION_DIM, NUM_KEYPOINTS
 
 
 @dataclass
 class MotionSequence:
-    """The motion of one clip, in the layout of `moda_train.motion_layout` (raw units, not normalised)."""
+    """The motion of one clip, in the layout of `moda_train.core.motion_layout` (raw units, not normalised)."""
 
     motion: np.ndarray
     """float32 [T, 70]: expression (63), scale, tx, ty, tz, pitch, yaw, roll (degrees)."""

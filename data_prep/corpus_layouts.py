@@ -17,7 +17,7 @@ from pathlib import Path
 
 from data_prep.config import InputConfig
 from data_prep.splits import check_speaker_splits
-from moda_train.motion_layout import NULL_EMOTION, emotion_index
+from moda_train.core.motion_layout import NULL_EMOTION, emotion_index
 
 # Spellings used by MEAD folders and CelebV-HQ labels, mapped onto the names in motion_layout.EMOTIONS.
 EMOTION_SYNONYMS = {

@@ -21,7 +21,6 @@ Several seeds are generated in one batch; seed k's motion does not depend on whi
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -32,10 +31,12 @@ import torch
 from scipy.ndimage import uniform_filter1d
 from tqdm import tqdm
 
-from data_prep.audio import SAMPLES_PER_FRAME, AudioExtractor
+from moda_train.core.motion_layout import MOTION_DIM, NULL_EMOTION, POSE
+from moda_train.core.rates import SAMPLES_PER_FRAME
+from moda_train.core.stats import backend_name, read_stats_file
 from moda_train.flow.sampler import sample
-from moda_train.lit.module import MoDALightningModule
-from moda_train.motion_layout import MOTION_DIM, NULL_EMOTION, POSE
+from moda_train.lit.mmdit_module import MoDALightningModule
+from moda_train.perception.audio import AudioExtractor
 
 DEFAULT_OVERLAP = 16  # MoDA's: windows of 80 frames start 64 frames apart
 POSE_SMOOTHING_FRAMES = 3
@@ -85,8 +86,7 @@ def recorded_audio_backend(module: MoDALightningModule) -> str:
     recorded = module.cfg.data.audio_backend
     stats_path = Path(module.cfg.data.stats_path)
     if not recorded and stats_path.is_file():
-        backend = json.loads(stats_path.read_text()).get("audio_backend", "")
-        recorded = backend.get("name", "") if isinstance(backend, dict) else str(backend)
+        recorded = backend_name(read_stats_file(stats_path).get("audio_backend"))
     return recorded
 
 

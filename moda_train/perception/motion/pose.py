@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from moda_train.motion_layout import EXPRESSION, MOTION_DIM, NUM_KEYPOINTS, ROTATION, SCALE, TRANSLATION
+from moda_train.core.motion_layout import EXPRESSION, MOTION_DIM, NUM_KEYPOINTS, ROTATION, SCALE, TRANSLATION
 
 
 def rotation_matrix(angles: np.ndarray) -> np.ndarray:

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from data_prep.config import FaceConfig
-from data_prep.decode import BadInput
+from moda_train.perception.config import FaceConfig
+from moda_train.perception.decode import BadInput
 
 
 @dataclass

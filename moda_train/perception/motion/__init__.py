@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from data_prep.registry import build_backend
+from moda_train.perception.registry import build_backend
 
 from .base import MotionExtractor, MotionSequence
 from .landmarks import LandmarksMotionExtractor, NoFaceError

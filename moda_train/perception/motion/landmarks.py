@@ -14,7 +14,7 @@ Per clip:
    minus the reference frame's (the identity) are the expression.
 
 Keypoint table (keypoint: mediapipe landmark; "right" is the subject's right, the left side of the image). The
-keypoints at `moda_train.motion_layout.LIP_KEYPOINTS` (6, 12, 14, 17, 19, 20) are lip landmarks:
+keypoints at `moda_train.core.motion_layout.LIP_KEYPOINTS` (6, 12, 14, 17, 19, 20) are lip landmarks:
 
      0: 168 nose bridge           7: 374 left lower eyelid     14:  61 right mouth corner (lip)
      1:  33 right eye, outer      8: 105 right brow            15: 172 right jaw angle
@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from moda_train.motion_layout import EXPRESSION, MOTION_DIM, ROTATION, SCALE, TRANSLATION
+from moda_train.core.motion_layout import EXPRESSION, MOTION_DIM, ROTATION, SCALE, TRANSLATION
 
 from .base import MotionExtractor, MotionSequence, check_frames
 from .pose import pixels_to_normalised, rotation_angles
@@ -60,7 +60,7 @@ KEYPOINT_LANDMARKS = (
 )
 """mediapipe FaceMesh landmark index of each of the 21 keypoints (see the table above)."""
 INNER_LIP_KEYPOINTS = ((14, 12, 19), (14, 17, 19))
-"""Upper and lower inner-lip chains over the keypoints, corner to corner (for `data_prep.face_warp`)."""
+"""Upper and lower inner-lip chains over the keypoints, corner to corner (for `moda_train.perception.face_warp`)."""
 RIGID_LANDMARKS = (
     # forehead and temples along the upper face oval
     10, 338, 297, 332, 284, 251, 389, 356, 454, 109, 67, 103, 54, 21, 162, 127, 234, 151, 9, 8,

@@ -8,8 +8,9 @@ from typing import Any
 import torch
 from typing_extensions import override
 
-from moda_train.config import config_from_dict
-from moda_train.data.normalization import MotionStats
+from moda_train.core.config_loader import config_from_dict
+from moda_train.core.motion_layout import LIP_DIMS, MOTION_DIM, group_indices
+from moda_train.core.stats import MotionStats
 from moda_train.experiment import MMDiTExperiment
 from moda_train.flow.loss import flow_loss
 from moda_train.flow.sampler import sample
@@ -19,7 +20,6 @@ from moda_train.lit.ema import make_ema
 from moda_train.lit.figures import motion_curves
 from moda_train.models.latent_space import LatentSpace
 from moda_train.models.moda import MoDA
-from moda_train.motion_layout import LIP_DIMS, MOTION_DIM, group_indices
 
 FIGURE_WINDOWS = 4  # validation windows drawn in the TensorBoard figure
 

@@ -6,8 +6,8 @@ full photo, the square face crop box the motion extractor saw, and the photo's o
 
 `WarpRenderer` needs no weights. It works with the `landmarks` motion backend, whose 21 keypoints are facial
 landmarks: it projects the keypoints of the reference motion and of each driven frame into the crop
-(`data_prep.motion.motion_to_image_keypoints`), maps them into full-photo pixels, and warps the photo
-piecewise-affinely from the one set to the other with `data_prep.face_warp.FaceWarper` (the same warp that
+(`moda_train.perception.motion.motion_to_image_keypoints`), maps them into full-photo pixels, and warps the photo
+piecewise-affinely from the one set to the other with `moda_train.perception.face_warp.FaceWarper` (the same warp that
 animates the demo corpus), which also draws the inner mouth when the lips part. A ring of fixed anchors around the
 face keeps hair, neck and background still, so the result is composited into the photo by construction, at the
 photo's resolution. Driven motion equal to the reference motion gives back the photo unchanged. It is not a
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data_prep.face_warp import FaceWarper
-from data_prep.motion import motion_to_image_keypoints
-from data_prep.motion.landmarks import INNER_LIP_KEYPOINTS
-from moda_train.motion_layout import MOTION_DIM, NUM_KEYPOINTS
+from moda_train.core.motion_layout import MOTION_DIM, NUM_KEYPOINTS
+from moda_train.perception.face_warp import FaceWarper
+from moda_train.perception.motion import motion_to_image_keypoints
+from moda_train.perception.motion.landmarks import INNER_LIP_KEYPOINTS
 
 FACE_RING_MARGIN = 0.6  # fixed anchors at 1.6x the keypoints' hull: room for the forehead, chin and head sway
 

@@ -1,0 +1,83 @@
+"""The one rule for pretrained weights: config option, else environment variable, else a clear error.
+
+Nothing is ever downloaded. Every pretrained part (speech encoder, motion extractor, evaluation networks) is listed
+in `WEIGHTS` with the environment variable that may name it; `find_weights` returns the path or raises
+`WeightsMissing` naming the path it looked at, the config option and the variable, which is what a user needs to
+fix it (and what an evaluation report shows as "skipped: weights not found at <path>").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class WeightsMissing(FileNotFoundError):
+    """A weights file or folder is not where the config or the environment says."""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    label: str
+    """Short name for messages ("HuBERT", "LivePortrait")."""
+    what: str
+    """What the file is ("LivePortrait's motion_extractor.pth, or the folder holding it")."""
+    env_var: str
+    """Environment variable consulted when the config leaves the path empty."""
+    default: str = ""
+    """Path tried when neither config nor environment names one (relative to the working folder); empty: none."""
+    file_in_folder: str = ""
+    """A file name looked for when the path given is a folder (e.g. a folder of LivePortrait's weights)."""
+    folder_marker: str = ""
+    """For weights that are a folder: a file that must exist inside it (e.g. a transformers `config.json`)."""
+
+
+WEIGHTS: dict[str, WeightsSource] = {
+    "hubert": WeightsSource(
+        "HuBERT",
+        "a HuBERT/wav2vec2 checkpoint folder (transformers layout)",
+        "MODA_HUBERT_PATH",
+        folder_marker="config.json",
+    ),
+    "liveportrait": WeightsSource(
+        "LivePortrait motion-extractor",
+        "LivePortrait's motion_extractor.pth, or the folder holding it",
+        "MODA_LIVEPORTRAIT_PATH",
+        file_in_folder="motion_extractor.pth",
+    ),
+    "i3d": WeightsSource("I3D", "the FVD I3D network", "MODA_I3D_PATH", "weights/i3d_torchscript.pt"),
+    "syncnet": WeightsSource("SyncNet", "syncnet_v2.model", "MODA_SYNCNET_PATH", "weights/syncnet_v2.model"),
+    "alse": WeightsSource("ALSE", "a trained ALSE checkpoint", "MODA_ALSE_PATH", "weights/alse.ckpt"),
+}
+
+
+def resolve_weights(name: str, configured: str | os.PathLike | None) -> Path | None:
+    """Where weights `name` should be: the configured path, else its environment variable, else its default.
+
+    None when none of the three names a path. The path is not checked (see `find_weights`).
+    """
+    source = WEIGHTS[name]
+    chosen = str(configured or "") or os.environ.get(source.env_var, "") or source.default
+    if not chosen:
+        return None
+    path = Path(chosen).expanduser()
+    if source.file_in_folder and path.is_dir():
+        path = path / source.file_in_folder
+    return path
+
+
+def find_weights(name: str, configured: str | os.PathLike | None, option: str = "its path option") -> Path:
+    """The checked path of weights `name`; `option` is how the user sets it (e.g. "fvd.weights").
+
+    Raises WeightsMissing naming the path looked at, the config option and the environment variable.
+    """
+    source = WEIGHTS[name]
+    path = resolve_weights(name, configured)
+    how = f"set {option} or the {source.env_var} environment variable (nothing is downloaded)"
+    if path is None:
+        raise WeightsMissing(f"{source.label} weights are needed ({source.what}): {how}")
+    found = (path / source.folder_marker).is_file() if source.folder_marker else path.is_file()
+    if not found:
+        raise WeightsMissing(f"{source.label} weights not found at {path} (expected {source.what}): {how}")
+    return path

@@ -1,0 +1,199 @@
+"""Photo + speech -> talking-head videos with a trained MMDiT checkpoint: `GenerationPipeline` and `generate_video`.
+
+The pipeline reuses the perception layer: mediapipe face detection and the square crop of
+`moda_train.perception.face_crop`, the motion extractor the training shards were made with (identity keypoints
+and the photo's own motion), the audio backend the checkpoint was trained on (checked), any audio file ffmpeg
+reads (`moda_train.perception.audio.load_audio`) and `moda_train.perception.video_io.write_video`. Motion comes
+from `moda_train.generation.motion_generator.MotionGenerator` (windows with cross-fade), frames from a
+`moda_train.generation.render.Renderer`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from moda_train.core.checkpoint import load_module
+from moda_train.core.motion_layout import NULL_EMOTION, emotion_index
+from moda_train.core.rates import FPS, SAMPLE_RATE
+from moda_train.core.stats import backend_name, read_stats_file
+from moda_train.generation.motion_generator import MotionGenerator, check_audio_backend_name
+from moda_train.generation.render import ReferenceFace, Renderer, WarpRenderer
+from moda_train.lit.mmdit_module import MoDALightningModule
+from moda_train.perception.audio import get_audio_extractor, load_audio
+from moda_train.perception.config import FaceConfig
+from moda_train.perception.face_crop import FaceDetector, crop_square
+from moda_train.perception.motion import MotionExtractor, get_motion_extractor
+from moda_train.perception.video_io import write_video
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> MoDALightningModule:
+    """The MMDiT LightningModule of a checkpoint file, in eval mode (errors: `core.checkpoint.read_checkpoint`)."""
+    return load_module(MoDALightningModule, path, "mmdit", device)
+
+
+def recorded_motion_backend(module: MoDALightningModule) -> str:
+    """The motion backend of the training shards (their stats.json, if still where the config says), or ""."""
+    stats_path = Path(module.cfg.data.stats_path)
+    if not stats_path.is_file():
+        return ""
+    return backend_name(read_stats_file(stats_path).get("motion_backend"))
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """A photo file (jpg, png, webp, bmp, tiff, ...) as uint8 RGB [H, W, 3]; a clear error if it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    # imdecode rather than imread: it reads any path Python can open, and grey or RGBA photos come back as BGR.
+    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}: not an image format OpenCV decodes")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_video_frame(path: str | os.PathLike, index: int) -> np.ndarray:
+    """Frame `index` (at 25 fps) of a video as uint8 RGB [H, W, 3], read with data_prep's decoder."""
+    from moda_train.perception.decode import FrameReader
+
+    frames = next(FrameReader(str(path)).read(np.array([index / FPS]), chunk=1), None)
+    if frames is None or len(frames) == 0:
+        raise ValueError(f"cannot read frame {index} of {path}")
+    return frames[0]
+
+
+def reference_face(
+    image: np.ndarray,
+    extractor: MotionExtractor,
+    face: FaceConfig | None = None,
+    detector: FaceDetector | None = None,
+) -> ReferenceFace:
+    """Detect the (largest) face in uint8 RGB `image`, crop it as data_prep does (`face` settings: 256 px, scale
+    1.8 by default) and extract its motion and identity keypoints with `extractor`."""
+    image = np.ascontiguousarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"the reference image must be uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
+    face = face or FaceConfig()
+    faces = (detector or FaceDetector(face)).detect(image)
+    if len(faces) == 0:
+        raise ValueError("no face found in the reference image")
+    x0, y0, w, h = faces[0]
+    box = np.array([x0 + w / 2, y0 + h / 2, max(w, h) * face.crop_scale])
+    crop = crop_square(image, box, face.crop_size)
+    sequence = extractor.extract(crop[None])
+    if not sequence.valid[0]:
+        raise ValueError(f"the {extractor.name} motion extractor found no face in the reference crop")
+    return ReferenceFace(image, box, face.crop_size, sequence.motion[0], sequence.identity, extractor.name)
+
+
+class GenerationPipeline:
+    """Checkpoint + extractors + renderer, loaded once; `run` makes the videos of one photo and one audio.
+
+    `audio_backend` / `motion_backend` default to what the checkpoint and its training shards recorded;
+    asking for another audio backend than the checkpoint's is an error (`inference.AudioBackendMismatch`).
+    `face` sets the reference crop (use the shard config's face settings; 256 px, scale 1.8 by default).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike,
+        audio_backend: str = "",
+        audio_options: dict[str, Any] | None = None,
+        motion_backend: str = "",
+        motion_options: dict[str, Any] | None = None,
+        steps: int | None = None,
+        guidance_audio: float | None = None,
+        guidance_emotion: float | None = None,
+        renderer: Renderer | None = None,
+        face: FaceConfig | None = None,
+        device: str = "cpu",
+    ) -> None:
+        self.module = load_checkpoint(checkpoint, device)
+        audio_backend = check_audio_backend_name(self.module, audio_backend)
+        recorded_motion = recorded_motion_backend(self.module)
+        motion_backend = motion_backend or recorded_motion or "landmarks"
+        if recorded_motion and recorded_motion != motion_backend:
+            raise ValueError(
+                f"the checkpoint's training shards were made with the {recorded_motion!r} motion backend, not "
+                f"{motion_backend!r}: the reference photo's motion must come from the same extractor"
+            )
+        self.audio = get_audio_extractor(audio_backend, **(audio_options or {}))
+        self.generator = MotionGenerator(self.module, self.audio, steps, guidance_audio, guidance_emotion)
+        self.motion = get_motion_extractor(motion_backend, **(motion_options or {}))
+        self.renderer = renderer or WarpRenderer()
+        self.face = face or FaceConfig()
+        self._detector: FaceDetector | None = None
+
+    def reference(self, image: np.ndarray) -> ReferenceFace:
+        """The reference face of `image` with this pipeline's detector, crop settings and motion extractor."""
+        if self._detector is None:
+            self._detector = FaceDetector(self.face)
+        return reference_face(image, self.motion, self.face, self._detector)
+
+    def run(
+        self,
+        image: np.ndarray,
+        wave: np.ndarray,
+        out_dir: str | os.PathLike,
+        name: str,
+        seeds: Sequence[int] = (0,),
+        emotion: int = NULL_EMOTION,
+        progress: bool = True,
+    ) -> list[Path]:
+        """Generate one video per seed; returns `<out_dir>/<name>_seed<k>.mp4` in seed order.
+
+        The motion file `<name>_seed<k>.npy` is written before its video, and the video appears only when
+        complete, so an existing mp4 means that seed is done.
+        """
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        reference = self.reference(image)
+        motions = self.generator.generate(
+            wave, reference.identity, reference.motion, emotion, seeds, progress=progress
+        )
+        paths = []
+        for seed, motion in zip(seeds, motions, strict=True):
+            path = out_dir / f"{name}_seed{seed}.mp4"
+            np.save(out_dir / f"{name}_seed{seed}.npy", motion)
+            frames = tqdm(
+                self.renderer.render(reference, motion),
+                total=len(motion),
+                desc=f"render seed {seed}",
+                unit="frame",
+                disable=not progress,
+            )
+            paths.append(write_video(path, frames, fps=FPS, audio=wave, sample_rate=SAMPLE_RATE))
+        return paths
+
+
+def generate_video(
+    checkpoint: str | os.PathLike,
+    image: str | os.PathLike,
+    audio: str | os.PathLike,
+    out_dir: str | os.PathLike = "outputs/generated",
+    emotion: str | int | None = None,
+    guidance_audio: float | None = None,
+    guidance_emotion: float | None = None,
+    seeds: Sequence[int] = (0,),
+    name: str | None = None,
+    progress: bool = True,
+    **pipeline_options: Any,
+) -> list[Path]:
+    """Videos of the photo at `image` speaking the audio file `audio` (any format/rate ffmpeg reads), one per
+    seed: `<out_dir>/<name>_seed<k>.mp4` + `.npy`. `name` defaults to `<photo stem>_<audio stem>`; emotion is a
+    name (e.g. "happiness") or class id, None for none; guidance scales default to the checkpoint's config.
+    Extra keyword options go to `GenerationPipeline` (audio/motion backend and options, steps, renderer, ...)."""
+    photo = load_image(image)
+    wave = load_audio(audio, SAMPLE_RATE)
+    emotion_id = NULL_EMOTION if emotion is None else emotion_index(emotion)
+    pipeline = GenerationPipeline(
+        checkpoint, guidance_audio=guidance_audio, guidance_emotion=guidance_emotion, **pipeline_options
+    )
+    name = name or f"{Path(image).stem}_{Path(audio).stem}"
+    return pipeline.run(photo, wave, out_dir, name, seeds, emotion_id, progress)
