@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.moda-installed
 
-.PHONY: setup system-deps quickstart test lint format
+.PHONY: setup system-deps quickstart test test-fast lint format
 
 setup: $(STAMP)
 
@@ -42,3 +42,7 @@ format: setup
 # pytest exits 5 when it collects nothing; that is not a failure of the suite.
 test: setup system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status
+
+# The edit loop: everything but the tests marked slow (CI runs them all with `make test`).
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS); status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ] || exit $$status

@@ -4,10 +4,10 @@
 
 Each video: scikit-image's astronaut photo (a real face) cropped so the face fills about half of a 320 px frame;
 speech from espeak-ng when it is installed (voice, pitch and speed vary by speaker; different sentences per video)
-or else a built-in fallback (a vowel-like pulse source through formant filters with a syllable-rate envelope);
-the jaw and lower lip lowered in proportion to the speech amplitude envelope through `moda_train.perception.face_warp` (the
-same warp as the weight-free renderer); a per-speaker head sway (roll, horizontal and vertical shift of the whole
-frame); a per-speaker colour tint and mirroring. Muxed to H.264 + AAC mp4 at 25 fps with 16 kHz audio.
+or else a built-in fallback (a vowel-like pulse source through formant filters with a syllable-rate envelope); the
+jaw and lower lip lowered in proportion to the speech amplitude envelope through `moda_train.perception.face_warp`
+(the same warp as the weight-free renderer); a per-speaker head sway (roll, horizontal and vertical shift of the
+whole frame); a per-speaker colour tint and mirroring. Muxed to H.264 + AAC mp4 at 25 fps with 16 kHz audio.
 
 Written next to each `<name>.mp4`: `<name>.envelope.npy` (float32 [T], the speech envelope per video frame in
 [0, 1] that drove the mouth) and `<name>.sway.npy` (float32 [T, 3]: roll in degrees, clockwise on screen like

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moda_train.core.rates import FPS
+
 METRICS = ("fid", "fvd", "sync", "motion_sync", "fsim", "diversity", "smoothness")
 
 
@@ -109,7 +111,7 @@ class EvalConfig:
     """Where metrics.json, report.md, the plot and the per-video cache (cache/) go."""
     metrics: list[str] = field(default_factory=lambda: list(METRICS))
     """Metrics to compute, any of fid, fvd, sync, motion_sync, fsim, diversity, smoothness."""
-    fps: float = 25.0
+    fps: float = float(FPS)
     """Frame rate every video must have (all protocols assume 25 fps); a video at another rate is an error."""
     max_frames: int = 0
     """Compare at most this many frames per clip (from the start); 0 = all. Real and generated videos are always

@@ -8,6 +8,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from moda_train.core.rates import SAMPLE_RATE
+
 
 @dataclass
 class Video:
@@ -50,7 +52,7 @@ def load_audio(path: str | Path) -> np.ndarray:
     """16 kHz mono float32 audio of a file (data_prep's loader, so evaluation hears what training heard)."""
     from moda_train.perception.audio import load_audio as _load
 
-    return _load(str(path), sample_rate=16000)
+    return _load(str(path), sample_rate=SAMPLE_RATE)
 
 
 def evenly_spaced(total: int, count: int) -> np.ndarray:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,6 +12,28 @@ def _reset_torch_state():
     torch.set_default_dtype(dtype)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+# Folders of tiny models, op-overhead bound: there one torch thread is faster than two and immune to other jobs
+# on the shared cores. A test elsewhere opts in with `@pytest.mark.one_thread`.
+ONE_THREAD_FOLDERS = ("models", "flow", "vae", "generation")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if Path(item.path).parent.name in ONE_THREAD_FOLDERS:
+            item.add_marker(pytest.mark.one_thread)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(request):
+    if request.node.get_closest_marker("one_thread") is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -32,8 +32,9 @@ def read_checkpoint(path: str | os.PathLike, task: str, weights_only: bool = Fal
     name, article = TASK_NAMES[task]
     if path.is_dir():
         raise ValueError(
-            f"{name} checkpoint {path} is a sharded DeepSpeed folder, not one file: a sharded DeepSpeed checkpoint "
-            f"folder must be consolidated first, with `python -m moda_train.consolidate {path} {task}.ckpt`"
+            f"{name} checkpoint {path} is a sharded DeepSpeed folder, not one file: a sharded DeepSpeed "
+            f"checkpoint folder must be consolidated first, with "
+            f"`python -m moda_train.consolidate {path} {task}.ckpt`"
         )
     if not path.is_file():
         raise FileNotFoundError(f"{name} checkpoint not found at {path}")

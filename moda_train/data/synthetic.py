@@ -14,6 +14,7 @@ import webdataset as wds
 from PIL import Image
 
 from moda_train.core.motion_layout import LIP_DIMS, MOTION_DIM, POSE
+from moda_train.core.rates import FPS
 from moda_train.core.sample import encode_sample
 from moda_train.core.stats import STATS_FILE, write_stats_file
 
@@ -64,7 +65,7 @@ def write_synthetic_shards(
                     "corpus": "synthetic",
                     "speaker": f"spk{index % 4}",
                     "split": split,
-                    "fps": 25,
+                    "fps": FPS,
                     "num_frames": frames,
                     "audio_backend": {"name": "logmel", "version": "synthetic"},
                     "motion_backend": {"name": "synthetic", "version": "1"},

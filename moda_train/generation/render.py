@@ -7,13 +7,12 @@ full photo, the square face crop box the motion extractor saw, and the photo's o
 `WarpRenderer` needs no weights. It works with the `landmarks` motion backend, whose 21 keypoints are facial
 landmarks: it projects the keypoints of the reference motion and of each driven frame into the crop
 (`moda_train.perception.motion.motion_to_image_keypoints`), maps them into full-photo pixels, and warps the photo
-piecewise-affinely from the one set to the other with `moda_train.perception.face_warp.FaceWarper` (the same warp that
-animates the demo corpus), which also draws the inner mouth when the lips part. A ring of fixed anchors around the
-face keeps hair, neck and background still, so the result is composited into the photo by construction, at the
-photo's resolution. Driven motion equal to the reference motion gives back the photo unchanged. It is not a
-neural renderer: no new detail appears (eyes do not blink, the head turns only in the image plane), but it is
-smooth and its lips move with the motion. A LivePortrait renderer plugs in behind the same interface.
-"""
+piecewise-affinely from the one set to the other with `moda_train.perception.face_warp.FaceWarper` (the same warp
+that animates the demo corpus), which also draws the inner mouth when the lips part. A ring of fixed anchors around
+the face keeps hair, neck and background still, so the result is composited into the photo by construction, at the
+photo's resolution. Driven motion equal to the reference motion gives back the photo unchanged. It is not a neural
+renderer: no new detail appears (eyes do not blink, the head turns only in the image plane), but it is smooth and
+its lips move with the motion. A LivePortrait renderer plugs in behind the same interface."""
 
 from __future__ import annotations
 

@@ -36,8 +36,8 @@ class FaceConfig:
 @dataclass
 class MotionBackendConfig:
     backend: str = "landmarks"
-    """Motion extractor (`moda_train.perception.motion.get_motion_extractor`): landmarks (offline, mediapipe FaceMesh) or
-    liveportrait (needs its checkpoint path in options)."""
+    """Motion extractor (`moda_train.perception.motion.get_motion_extractor`): landmarks (offline, mediapipe
+    FaceMesh) or liveportrait (needs its checkpoint path in options)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Keyword options passed to the extractor, e.g. `{path: checkpoints/liveportrait}`."""
     chunk_frames: int = 250
@@ -50,7 +50,7 @@ class MotionBackendConfig:
 @dataclass
 class AudioBackendConfig:
     backend: str = "logmel"
-    """Audio feature extractor (`moda_train.perception.audio.get_audio_extractor`): logmel (no weights) or hubert (local
-    checkpoint path in options)."""
+    """Audio feature extractor (`moda_train.perception.audio.get_audio_extractor`): logmel (no weights) or hubert
+    (local checkpoint path in options)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Keyword options passed to the extractor, e.g. `{path: checkpoints/hubert-base-ls960}`."""

@@ -16,6 +16,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from moda_train.core.rates import SAMPLE_RATE
+
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 2**20  # decoded RGB frames held at once per chunk
@@ -230,7 +232,7 @@ def _read_pyav(path: str, times: np.ndarray, chunk: int) -> Iterator[np.ndarray]
             yield np.stack(out)
 
 
-def read_audio(path: str, start_s: float, end_s: float, sample_rate: int = 16000) -> np.ndarray:
+def read_audio(path: str, start_s: float, end_s: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Mono float32 samples of [start_s, end_s) at `sample_rate`; silence pads a gap of up to AUDIO_SLACK_S at
     the end, a longer one raises BadInput."""
     want = int(round((end_s - start_s) * sample_rate))

@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 from scipy.io import wavfile
 
+from moda_train.core.rates import FPS, SAMPLE_RATE
+
 
 def write_video(
     path: str | os.PathLike,
     frames: np.ndarray | Iterable[np.ndarray],
-    fps: float = 25,
+    fps: float = FPS,
     audio: np.ndarray | None = None,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     crf: int = 18,
 ) -> Path:
     """Encode uint8 RGB frames to `path` (H.264, yuv420p), muxing float32 mono `audio` as AAC when given.

@@ -18,8 +18,7 @@ from moda_train.flow.loss import flow_loss
 from moda_train.lit.alse_loss import ALSELoss
 from moda_train.lit.alse_module import load_expert
 from moda_train.models.alse import sync_accuracy
-from moda_train.models.config import ModelConfig
-from moda_train.models.moda import MoDA
+from tests.tiny_moda import tiny_model
 
 pytestmark = pytest.mark.slow
 WINDOW = 80  # the MMDiT's window length
@@ -149,16 +148,8 @@ def test_loss_converts_between_normalisations(checkpoint, held_out):
 
 def test_loss_backpropagates_into_the_mmdit_through_flow_loss(checkpoint, held_out):
     """The exact call MMDiT training makes: flow_loss's x0_hat and t into ALSELoss; the MMDiT gets gradients."""
-    torch.manual_seed(0)
-    model = MoDA(
-        ModelConfig(
-            hidden_size=32,
-            num_heads=2,
-            depth_four_stream=1,
-            depth_two_stream=1,
-            depth_single_stream=1,
-            audio_dim=320,
-        )
+    model = tiny_model(
+        0, perturb=False, num_heads=2, depth_single_stream=1, audio_dim=320, motion_dim=70, identity_dim=63
     )
     x0, audio = _normalised_batch(held_out[:2], load_expert(checkpoint))
     cond = {

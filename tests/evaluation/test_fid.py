@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import skimage.data
-import torch
 from skimage.transform import resize
 
 from evaluation.fid import InceptionFeatures, fid_from_features, inception_weights_path, kid_from_features
@@ -19,13 +18,8 @@ def _real_images() -> np.ndarray:
     return np.stack(tiles)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # One torch thread: on a shared 2-core machine two intra-op threads made Inception about 3x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Inception on a shared 2-core machine: two intra-op threads made it about 3x slower.
+pytestmark = pytest.mark.one_thread
 
 
 @pytest.fixture(scope="module")

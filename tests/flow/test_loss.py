@@ -5,7 +5,7 @@ import torch
 
 from moda_train.core.motion_layout import group_indices
 from moda_train.flow import FlowConfig, flow_loss
-from moda_train.models import MoDA, ModelConfig
+from tests.tiny_moda import tiny_model
 
 NO_DROP = FlowConfig(drop_audio=0.0, drop_emotion=0.0)
 
@@ -78,17 +78,7 @@ def test_bad_groups_and_shapes_are_named():
 
 
 def test_same_generator_same_loss_and_gradients_reach_the_model():
-    torch.manual_seed(0)
-    model = MoDA(
-        ModelConfig(
-            hidden_size=32,
-            num_heads=4,
-            depth_four_stream=1,
-            depth_two_stream=1,
-            depth_single_stream=1,
-            audio_dim=8,
-        )
-    )
+    model = tiny_model(0, perturb=False, depth_single_stream=1, audio_dim=8, motion_dim=70, identity_dim=63)
     x0, cond = torch.randn(3, 6, 70), _cond(3, 6)
     a = flow_loss(model, x0, cond, FlowConfig(), group_indices(), torch.Generator().manual_seed(4))
     b = flow_loss(model, x0, cond, FlowConfig(), group_indices(), torch.Generator().manual_seed(4))
@@ -99,18 +89,9 @@ def test_same_generator_same_loss_and_gradients_reach_the_model():
 
 @pytest.mark.slow
 def test_tiny_model_overfits_a_handful_of_windows():
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        hidden_size=64,
-        num_heads=4,
-        depth_four_stream=1,
-        depth_two_stream=1,
-        depth_single_stream=1,
-        audio_dim=16,
-        motion_dim=8,
-        identity_dim=4,
+    model = tiny_model(
+        0, perturb=False, hidden_size=64, depth_single_stream=1, audio_dim=16, motion_dim=8, identity_dim=4
     )
-    model = MoDA(cfg)
     x0 = torch.randn(4, 8, 8)
     cond = _cond(4, 8, audio_dim=16, identity_dim=4, motion_dim=8)
 

@@ -4,28 +4,13 @@ import pytest
 import torch
 
 from moda_train.flow.sampler import guided_velocity, sample
-from moda_train.models import MoDA, ModelConfig
+from moda_train.models import MoDA
+from tests.tiny_moda import tiny_model
 
 
 def _tiny_model() -> MoDA:
-    torch.manual_seed(0)
-    model = MoDA(
-        ModelConfig(
-            hidden_size=32,
-            num_heads=4,
-            depth_four_stream=1,
-            depth_two_stream=1,
-            depth_single_stream=1,
-            audio_dim=8,
-            motion_dim=6,
-            identity_dim=5,
-        )
-    )
-    with torch.no_grad():  # leave adaLN-Zero so every condition reaches the output
-        for p in model.parameters():
-            if not p.any():
-                p.normal_(std=0.1)
-    return model.eval()
+    # perturbed out of adaLN-Zero so every condition reaches the output
+    return tiny_model(0, depth_single_stream=1, audio_dim=8, motion_dim=6, identity_dim=5).eval()
 
 
 def _cond(n: int = 2, frames: int = 5) -> dict:

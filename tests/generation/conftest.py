@@ -6,22 +6,12 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from moda_train.data.synthetic import write_synthetic_shards
 from moda_train.experiment import load_experiment
 from moda_train.launch.run import run_experiment
 
 from .generation_helpers import SMALL_MODEL, TINY
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The machine is shared: one torch thread keeps timings steady and results identical across runs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

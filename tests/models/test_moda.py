@@ -8,8 +8,7 @@ import torch
 from moda_train.models import MoDA, ModelConfig, count_parameters
 from moda_train.models.attention import copies_bias, rope_frequencies
 from moda_train.models.layers import MultiStreamBlock, SingleStreamBlock
-
-from .tiny_moda import TINY, tiny_inputs, tiny_model
+from tests.tiny_moda import TINY, tiny_inputs, tiny_model
 
 # The released MoDA-B checkpoint (net-200.pth): 408 tensors, 372,983,878 parameters.
 MODA_B_PARAMETERS = 372_983_878

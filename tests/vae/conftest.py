@@ -7,20 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
 from moda_train.data.synthetic import write_synthetic_shards
 
 from .vae_helpers import TRAIN_STEPS, run_train
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """These models are tiny: on shared CI cores one thread is faster than two that wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

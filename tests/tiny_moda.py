@@ -1,4 +1,4 @@
-"""A tiny MoDA and matching random inputs, shared by the model tests."""
+"""The tiny MoDA every test that needs a small MMDiT builds, and matching random inputs."""
 
 from __future__ import annotations
 
