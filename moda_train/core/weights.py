@@ -20,7 +20,8 @@ class WeightsMissing(FileNotFoundError):
 @dataclass(frozen=True)
 class WeightsSource:
     label: str
-    """Short name for messages ("HuBERT", "LivePortrait")."""
+    """Short name that starts messages ("HuBERT"); empty for the evaluation networks, whose message is a report's
+    "skipped: weights not found at <path> ..." line."""
     what: str
     """What the file is ("LivePortrait's motion_extractor.pth, or the folder holding it")."""
     env_var: str
@@ -46,9 +47,9 @@ WEIGHTS: dict[str, WeightsSource] = {
         "MODA_LIVEPORTRAIT_PATH",
         file_in_folder="motion_extractor.pth",
     ),
-    "i3d": WeightsSource("I3D", "the FVD I3D network", "MODA_I3D_PATH", "weights/i3d_torchscript.pt"),
-    "syncnet": WeightsSource("SyncNet", "syncnet_v2.model", "MODA_SYNCNET_PATH", "weights/syncnet_v2.model"),
-    "alse": WeightsSource("ALSE", "a trained ALSE checkpoint", "MODA_ALSE_PATH", "weights/alse.ckpt"),
+    "i3d": WeightsSource("", "the FVD I3D network", "MODA_I3D_PATH", "weights/i3d_torchscript.pt"),
+    "syncnet": WeightsSource("", "syncnet_v2.model", "MODA_SYNCNET_PATH", "weights/syncnet_v2.model"),
+    "alse": WeightsSource("", "a trained ALSE checkpoint", "MODA_ALSE_PATH", "weights/alse.ckpt"),
 }
 
 
@@ -70,14 +71,19 @@ def resolve_weights(name: str, configured: str | os.PathLike | None) -> Path | N
 def find_weights(name: str, configured: str | os.PathLike | None, option: str = "its path option") -> Path:
     """The checked path of weights `name`; `option` is how the user sets it (e.g. "fvd.weights").
 
-    Raises WeightsMissing naming the path looked at, the config option and the environment variable.
+    Raises WeightsMissing naming the path looked at and the environment variable, or, when nothing names a
+    path, the config option and the environment variable.
     """
     source = WEIGHTS[name]
     path = resolve_weights(name, configured)
-    how = f"set {option} or the {source.env_var} environment variable (nothing is downloaded)"
     if path is None:
-        raise WeightsMissing(f"{source.label} weights are needed ({source.what}): {how}")
+        raise WeightsMissing(
+            f"{source.what} is needed: set {option} or the {source.env_var} environment variable "
+            "(nothing is downloaded)"
+        )
     found = (path / source.folder_marker).is_file() if source.folder_marker else path.is_file()
     if not found:
-        raise WeightsMissing(f"{source.label} weights not found at {path} (expected {source.what}): {how}")
+        # The message is what an evaluation report shows after "skipped: ".
+        label = f"{source.label} " if source.label else ""
+        raise WeightsMissing(f"{label}weights not found at {path} (set it in the config or with {source.env_var})")
     return path
