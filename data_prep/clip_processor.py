@@ -55,6 +55,8 @@ class SourceResult:
 
     outcomes: list[Outcome]
     cpu: dict[str, float]
+    clips: int = 0
+    """How many clips the source is cut into (0 when the source itself failed)."""
 
 
 class StageClock:
@@ -92,6 +94,11 @@ class Task:
     done: frozenset[str] = frozenset()
 
 
+def clip_key(source_key: str, index: int) -> str:
+    """Key of clip `index` of a source (`ClipSource.key` never ends like this, so the two never meet)."""
+    return f"{source_key}_c{index:03d}"
+
+
 def clip_ranges(start_s: float, end_s: float, max_seconds: float) -> list[tuple[float, float]]:
     """Cut [start, end) into equal parts no longer than max_seconds."""
     parts = max(1, math.ceil((end_s - start_s) / max_seconds - 1e-9))
@@ -125,10 +132,10 @@ class ClipProcessor:
     def process(self, task: Task) -> SourceResult:
         """All clips of a source (skipping finished ones); a bad source gives one failed outcome."""
         self.clock = StageClock()
-        outcomes = self._process(task)
-        return SourceResult(outcomes, dict(self.clock.seconds))
+        outcomes, clips = self._process(task)
+        return SourceResult(outcomes, dict(self.clock.seconds), clips)
 
-    def _process(self, task: Task) -> list[Outcome]:
+    def _process(self, task: Task) -> tuple[list[Outcome], int]:
         source = task.source
         try:
             with self.clock("decode"):
@@ -148,10 +155,11 @@ class ClipProcessor:
                     f"({self.cfg.min_frames()} frames: one window plus the previous frame)"
                 )
         except BadInput as err:
-            return [Outcome(source.key, task.split, source.source, reason=str(err))]
+            return [Outcome(source.key, task.split, source.source, reason=str(err))], 0
         outcomes = []
-        for index, (start, stop) in enumerate(clip_ranges(source.start_s, end, self.cfg.clip.max_seconds)):
-            key = f"{source.key}_c{index:03d}"
+        ranges = clip_ranges(source.start_s, end, self.cfg.clip.max_seconds)
+        for index, (start, stop) in enumerate(ranges):
+            key = clip_key(source.key, index)
             if key in task.done:
                 continue
             try:
@@ -163,7 +171,7 @@ class ClipProcessor:
                 log.exception("unexpected error on %s", source.source)
                 reason = f"unexpected error ({type(err).__name__}: {err})"
                 outcomes.append(Outcome(key, task.split, source.source, reason=reason, extra=_span(start, stop)))
-        return outcomes
+        return outcomes, len(ranges)
 
     def _extract_motion(self, crops: np.ndarray):
         try:
