@@ -233,7 +233,8 @@ class FrameReader:
         try:
             reader = self._open()
             stamps = reader.get_frame_timestamp(np.arange(len(reader)))[:, 0].astype(np.float64)
-            shape = reader[0].shape
+            # Decoding a frame costs time: look at the shape only where a rotation could have changed it.
+            shape = reader[0].shape if self.info.rotation else (self.info.height, self.info.width)
             del reader
         except Exception as err:  # decord raises its own DECORDError and plain RuntimeErrors
             log.info("decord cannot open %s (%s); decoding with PyAV", path, err)
