@@ -34,10 +34,10 @@ def pure_decode(videos: list[Path]) -> tuple[float, float]:
     for path in videos:
         info = probe(str(path))
         num_frames = int(info.duration_s * FPS)
-        reader = FrameReader(str(path))
-        for _ in reader.read(output_times(0.0, num_frames, FPS), chunk_size(info.width, info.height)):
+        reader = FrameReader(str(path), info)
+        for _ in reader.read(output_times(0.0, num_frames, FPS), chunk_size(*info.display_size())):
             pass
-        read_audio(str(path), 0.0, num_frames / FPS, SAMPLE_RATE)
+        read_audio(str(path), 0.0, num_frames / FPS, SAMPLE_RATE, origin_s=info.start_s)
         total += num_frames / FPS
     return total, time.process_time() - begin
 

@@ -55,6 +55,8 @@ class SourceResult:
 
     outcomes: list[Outcome]
     cpu: dict[str, float]
+    clips: int = 0
+    """How many clips the source is cut into (0 when the source itself failed)."""
 
 
 class StageClock:
@@ -92,6 +94,11 @@ class Task:
     done: frozenset[str] = frozenset()
 
 
+def clip_key(source_key: str, index: int) -> str:
+    """Key of clip `index` of a source (`ClipSource.key` never ends like this, so the two never meet)."""
+    return f"{source_key}_c{index:03d}"
+
+
 def clip_ranges(start_s: float, end_s: float, max_seconds: float) -> list[tuple[float, float]]:
     """Cut [start, end) into equal parts no longer than max_seconds."""
     parts = max(1, math.ceil((end_s - start_s) / max_seconds - 1e-9))
@@ -125,10 +132,10 @@ class ClipProcessor:
     def process(self, task: Task) -> SourceResult:
         """All clips of a source (skipping finished ones); a bad source gives one failed outcome."""
         self.clock = StageClock()
-        outcomes = self._process(task)
-        return SourceResult(outcomes, dict(self.clock.seconds))
+        outcomes, clips = self._process(task)
+        return SourceResult(outcomes, dict(self.clock.seconds), clips)
 
-    def _process(self, task: Task) -> list[Outcome]:
+    def _process(self, task: Task) -> tuple[list[Outcome], int]:
         source = task.source
         try:
             with self.clock("decode"):
@@ -138,6 +145,8 @@ class ClipProcessor:
             end = source.end_s if source.end_s is not None else info.duration_s
             if end > info.duration_s + 0.5:
                 raise BadInput(f"annotated range ends at {end:.2f} s but the video lasts {info.duration_s:.2f} s")
+            # An annotated end up to 0.5 s past the video is rounding in the annotation: trim it, and say so.
+            trimmed = max(0.0, end - info.duration_s)
             end = min(end, info.duration_s)
             length = end - source.start_s
             if length * FPS + 1e-6 < self.cfg.min_frames():
@@ -146,14 +155,15 @@ class ClipProcessor:
                     f"({self.cfg.min_frames()} frames: one window plus the previous frame)"
                 )
         except BadInput as err:
-            return [Outcome(source.key, task.split, source.source, reason=str(err))]
+            return [Outcome(source.key, task.split, source.source, reason=str(err))], 0
         outcomes = []
-        for index, (start, stop) in enumerate(clip_ranges(source.start_s, end, self.cfg.clip.max_seconds)):
-            key = f"{source.key}_c{index:03d}"
+        ranges = clip_ranges(source.start_s, end, self.cfg.clip.max_seconds)
+        for index, (start, stop) in enumerate(ranges):
+            key = clip_key(source.key, index)
             if key in task.done:
                 continue
             try:
-                sample, frames = self.make_clip(source, task.split, key, info, start, stop)
+                sample, frames = self.make_clip(source, task.split, key, info, start, stop, trimmed)
                 outcomes.append(Outcome(key, task.split, source.source, sample, frames))
             except BadInput as err:
                 outcomes.append(Outcome(key, task.split, source.source, reason=str(err), extra=_span(start, stop)))
@@ -161,7 +171,7 @@ class ClipProcessor:
                 log.exception("unexpected error on %s", source.source)
                 reason = f"unexpected error ({type(err).__name__}: {err})"
                 outcomes.append(Outcome(key, task.split, source.source, reason=reason, extra=_span(start, stop)))
-        return outcomes
+        return outcomes, len(ranges)
 
     def _extract_motion(self, crops: np.ndarray):
         try:
@@ -170,17 +180,25 @@ class ClipProcessor:
             raise BadInput(f"face landmarks: {err}") from err
 
     def make_clip(
-        self, source: ClipSource, split: str, key: str, info: VideoInfo, start: float, stop: float
+        self,
+        source: ClipSource,
+        split: str,
+        key: str,
+        info: VideoInfo,
+        start: float,
+        stop: float,
+        trimmed: float = 0.0,
     ) -> tuple[dict[str, bytes | str], int]:
-        """Decode, crop, extract and encode one clip [start, stop)."""
+        """Decode, crop, extract and encode one clip [start, stop) (seconds from the first video frame);
+        `trimmed` is how far the source's annotated range ran past the video's end."""
         cfg, clock = self.cfg, self.clock
         num_frames = int(math.floor((stop - start) * FPS + 1e-6))
         times = output_times(start, num_frames, FPS)
         with clock("decode"):
-            wave = read_audio(source.path, start, start + num_frames / FPS, SAMPLE_RATE)
+            wave = read_audio(source.path, start, start + num_frames / FPS, SAMPLE_RATE, origin_s=info.start_s)
 
-        reader = FrameReader(source.path)
-        chunk = chunk_size(info.width, info.height)
+        reader = FrameReader(source.path, info)
+        chunk = chunk_size(*info.display_size())
         detect_at = sample_indices(num_frames, cfg.face.detect_every)
         detections = []
         for block in clock.timed("decode", reader.read_sparse(times[detect_at], chunk)):
@@ -235,6 +253,12 @@ class ClipProcessor:
             "crop_size": cfg.face.crop_size,
             "source_fps": round(info.fps, 3),
             "source_size": [info.width, info.height],
+            "display_size": list(info.display_size()),
+            "rotation": info.rotation,
+            "sample_aspect_ratio": round(info.sample_aspect_ratio, 4),
+            "video_start_s": round(info.start_s, 4),
+            "discarded_preroll_frames": info.discarded_frames,
+            "trimmed_end_s": round(trimmed, 4),
             "variable_frame_rate": info.variable_frame_rate,
             "valid_fraction": round(float(valid.mean()), 4),
         }

@@ -6,6 +6,7 @@ schema=ShardConfig)`; an unknown key, a wrong type or a failed check stops the r
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from omegaconf import MISSING
@@ -31,6 +32,12 @@ class InputConfig:
     """Corpus name written into meta.json and the clip keys; empty means the layout's name."""
     extensions: list[str] = field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"])
     """File endings treated as videos when a generic folder is listed without a CSV."""
+    speaker_pattern: str = ""
+    """Regular expression taking the speaker from a video's name; it must match the whole name, and its group
+    `speaker` (or the whole match) is the speaker. hdtf: the file name without ending (default: the person, set
+    prefix and video index dropped: `WDA_AmyKlobuchar1_000` -> `AmyKlobuchar`); generic: the path below
+    input.root without ending, for rows without a CSV speaker (default: first sub-folder, else the file name).
+    Not used by mead and celebvhq, whose speakers come from the layout itself."""
 
 
 @dataclass
@@ -93,6 +100,13 @@ class ShardConfig:
         problems = []
         if self.input.layout not in LAYOUTS:
             problems.append(f"input.layout={self.input.layout!r}: choose one of {', '.join(LAYOUTS)}")
+        if self.input.speaker_pattern:
+            if self.input.layout not in ("generic", "hdtf"):
+                problems.append(f"input.speaker_pattern is not used by input.layout={self.input.layout}")
+            try:
+                re.compile(self.input.speaker_pattern)
+            except re.error as err:
+                problems.append(f"input.speaker_pattern={self.input.speaker_pattern!r}: {err}")
         if self.input.layout in ("hdtf", "celebvhq") and not self.input.annotations:
             problems.append(f"input.annotations is required with input.layout={self.input.layout}")
         if self.output.shard_max_clips < 1 or self.output.shard_max_mb <= 0:

@@ -9,7 +9,9 @@ a speaker in two splits) raises a ValueError before any work starts.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +31,13 @@ EMOTION_SYNONYMS = {
     "surprised": "surprise",
 }
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_CLEAN_PART = re.compile(r"[A-Za-z0-9]+(?:_+[A-Za-z0-9]+)*")
+_CLIP_SUFFIX = re.compile(r"_c\d+$")
+KEY_DIGEST_CHARS = 12  # 48 bits: a chance of 2 in 10^5 that two of 10^5 unclean names in a corpus share one
+# HDTF names: `[WDA_|WRA_|RD_]<Person><video index>[_<clip index>]` (the release's lists have `AmyKlobuchar0`,
+# the usual download scripts write `WDA_AmyKlobuchar0_000.mp4`). RD videos (`Radio<n>`) name no person: each
+# is one.
+HDTF_SPEAKER_PATTERN = r"(?:WDA_|WRA_|RD_)?(?P<speaker>Radio\d+|.+?)\d*(?:_\d+)?"
 
 
 @dataclass(frozen=True)
@@ -63,9 +72,22 @@ def parse_emotion(label: str | int | None) -> int:
     return emotion_index(EMOTION_SYNONYMS.get(text, text))
 
 
-def make_key(*parts: str) -> str:
-    """A WebDataset-safe key: unsafe characters (including dots, which WebDataset splits on) become `_`."""
-    return "-".join(_KEY_UNSAFE.sub("_", part).strip("_") for part in parts if part)
+def make_key(corpus: str, *parts: str) -> str:
+    """A WebDataset-safe clip key for the name `parts`, unique by construction and a function of the name alone
+    (so it never changes when other files come or go).
+
+    A name whose parts are all clean (letters, digits and inner `_`; not ending like a clip suffix `_c<k>`) keeps
+    them, joined by `-`: that map is one-to-one. Any other name (spaces, dots, a `-`, a file ending other than
+    `.mp4`, non-Latin letters, bytes that are not UTF-8) gets its readable remains plus `--` and a digest of the
+    exact name; no clean key contains `--`, so the two kinds never meet. Clip keys append `_c<k>` to a source key,
+    which a source key never ends with, so no source key equals another source's clip key."""
+    if all(_CLEAN_PART.fullmatch(part) and not _CLIP_SUFFIX.search(part) for part in parts):
+        body = "-".join(parts)
+    else:
+        readable = "-".join(p for p in (_KEY_UNSAFE.sub("_", part).strip("_") for part in parts) if p)
+        exact = "\0".join(parts).encode("utf-8", "surrogateescape")  # undecodable bytes survive os.fsdecode
+        body = f"{readable[:80]}--{hashlib.sha256(exact).hexdigest()[:KEY_DIGEST_CHARS]}"
+    return f"{_KEY_UNSAFE.sub('_', corpus)}-{body}"
 
 
 def parse_timestamp(text: str) -> float:
@@ -86,24 +108,56 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
+def _video_entries(root: Path, endings: tuple[str, ...]) -> list[Path]:
+    """Every entry under `root` whose name has a video ending, whatever it is: files, but also folders, pipes,
+    broken links and link loops, so that each becomes a clip or a row in failures.jsonl rather than vanish.
+    Linked folders are followed once each (a link back to a parent cannot loop)."""
+    found, visited = [], set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        try:
+            status = os.stat(folder)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (status.st_dev, status.st_ino) in visited:
+            dirs[:] = []
+            continue
+        visited.add((status.st_dev, status.st_ino))
+        dirs.sort()
+        found.extend(Path(folder, name) for name in dirs + files if Path(name).suffix.lower() in endings)
+    return sorted(found)
+
+
+def _key_parts(rel: Path) -> tuple[str, ...]:
+    # `.mp4` is dropped (the usual case keeps a clean key); any other ending stays, so x.mp4 and x.mov differ.
+    return rel.with_suffix("").parts if rel.suffix == ".mp4" else rel.parts
+
+
+def speaker_from(name: str, pattern: str) -> str:
+    """The `speaker` group (or the whole match) of `pattern` matching all of `name`; ValueError if it does not."""
+    match = re.fullmatch(pattern, name)
+    if match is None:
+        raise ValueError(f"input.speaker_pattern {pattern!r} does not match the name {name!r}")
+    return match.groupdict().get("speaker") or match.group(0)
+
+
 def generic_sources(cfg: InputConfig, corpus: str) -> list[ClipSource]:
-    """A folder of videos. Without a CSV: every file with a video ending, speaker = first sub-folder (or the file
+    """A folder of videos. Without a CSV: every entry with a video ending, speaker = first sub-folder (or the file
     name for files at the top). With a CSV: exactly its rows (`path` required; speaker, emotion, split
-    optional)."""
+    optional). `input.speaker_pattern`, when set, takes the speaker from the path (without its ending) instead
+    of the folder rule."""
     root = Path(cfg.root)
     if not cfg.annotations:
         if not root.is_dir():
             raise ValueError(f"input.root={cfg.root!r} is not a folder")
-        endings = tuple(e.lower() for e in cfg.extensions)
-        # Broken links are listed too, so that they end up in failures.jsonl rather than vanish.
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in endings and not p.is_dir())
         sources = []
-        for path in files:
+        for path in _video_entries(root, tuple(e.lower() for e in cfg.extensions)):
             rel = path.relative_to(root)
-            speaker = rel.parts[0] if len(rel.parts) > 1 else rel.stem
-            sources.append(
-                ClipSource(str(path), rel.as_posix(), make_key(corpus, str(rel.with_suffix(""))), speaker)
-            )
+            if cfg.speaker_pattern:
+                speaker = speaker_from(rel.with_suffix("").as_posix(), cfg.speaker_pattern)
+            else:
+                speaker = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+            sources.append(ClipSource(str(path), rel.as_posix(), make_key(corpus, *_key_parts(rel)), speaker))
         return sources
 
     labels = Path(cfg.annotations)
@@ -125,19 +179,21 @@ def generic_sources(cfg: InputConfig, corpus: str) -> list[ClipSource]:
             emotion = parse_emotion(row.get("emotion"))
         except ValueError as err:
             raise ValueError(f"{labels} line {line}: {err}") from err
-        speaker = (row.get("speaker") or "").strip() or Path(rel).stem
+        speaker = (row.get("speaker") or "").strip()
+        if not speaker:
+            name = Path(rel).with_suffix("").as_posix()
+            speaker = speaker_from(name, cfg.speaker_pattern) if cfg.speaker_pattern else Path(rel).stem
         split = (row.get("split") or "").strip() or None
-        sources.append(
-            ClipSource(
-                str(path), rel, make_key(corpus, str(Path(rel).with_suffix(""))), speaker, emotion, split=split
-            )
-        )
+        key = make_key(corpus, *_key_parts(Path(rel)))
+        sources.append(ClipSource(str(path), rel, key, speaker, emotion, split=split))
     return sources
 
 
 def hdtf_sources(cfg: InputConfig, corpus: str) -> list[ClipSource]:
     """HDTF: a text file of `<video> <start>-<end> [<start>-<end> ...]` lines (the annotation-time files of the
-    HDTF release); a line with no range takes the whole video. Speaker = video name without its `_NNN` suffix."""
+    HDTF release); a line with no range takes the whole video. Speaker = the person: `input.speaker_pattern`
+    (default HDTF_SPEAKER_PATTERN) on the video name, which drops the set prefix, the video index and the clip
+    index (`WDA_AmyKlobuchar1_000` -> `AmyKlobuchar`)."""
     listing = Path(cfg.annotations)
     if not listing.is_file():
         raise ValueError(f"input.annotations={cfg.annotations!r}: HDTF clip list not found")
@@ -148,7 +204,7 @@ def hdtf_sources(cfg: InputConfig, corpus: str) -> list[ClipSource]:
         if not fields:
             continue
         name = fields[0] if Path(fields[0]).suffix else fields[0] + ".mp4"
-        speaker = re.sub(r"_\d+$", "", Path(name).stem)
+        speaker = speaker_from(Path(name).stem, cfg.speaker_pattern or HDTF_SPEAKER_PATTERN)
         ranges = fields[1:] or [None]
         for span in ranges:
             start, end = 0.0, None
@@ -160,7 +216,8 @@ def hdtf_sources(cfg: InputConfig, corpus: str) -> list[ClipSource]:
                     raise ValueError(f"{listing} line {number}: bad range {span!r}: {err}") from err
                 if end <= start:
                     raise ValueError(f"{listing} line {number}: range {span!r} ends before it starts")
-            key = make_key(corpus, Path(name).stem, f"{round(start * 1000):09d}" if span else "")
+            parts = _key_parts(Path(name))
+            key = make_key(corpus, *parts, f"{round(start * 1000):09d}") if span else make_key(corpus, *parts)
             sources.append(ClipSource(str(root / name), name, key, speaker, start_s=start, end_s=end))
     return sources
 

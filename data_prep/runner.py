@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -13,7 +14,14 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from data_prep.clip_processor import ClipProcessor, SourceResult, Task, backend_info, build_extractors
+from data_prep.clip_processor import (
+    ClipProcessor,
+    SourceResult,
+    Task,
+    backend_info,
+    build_extractors,
+    clip_key,
+)
 from data_prep.config import ShardConfig
 from data_prep.corpus_layouts import list_sources
 from data_prep.splits import SPLITS, speaker_splits
@@ -21,6 +29,7 @@ from data_prep.stats import shard_moments, stats_dict
 from data_prep.writer import (
     FAILURES,
     MANIFEST,
+    SOURCES,
     ShardSetWriter,
     canonical_rows,
     completed_shards,
@@ -34,6 +43,7 @@ log = logging.getLogger("data_prep.shard")
 
 
 _WORKER: ClipProcessor | None = None
+_CLIP_KEY = re.compile(r"(.+)_c\d{3,}")
 
 
 def _init_worker(cfg: ShardConfig) -> None:
@@ -69,6 +79,8 @@ def plan(cfg: ShardConfig) -> list[Task]:
 
 
 def _run_tasks(cfg: ShardConfig, tasks: list[Task], progress: bool) -> Iterator[SourceResult]:
+    if not tasks:  # nothing to do: no worker pool, no extractors to load
+        return
     if cfg.workers == 0:
         processor = ClipProcessor(cfg)
         for task in tqdm(tasks, unit="video", disable=not progress):
@@ -99,24 +111,22 @@ def run(cfg: ShardConfig, progress: bool = True) -> dict:
     """Process this task's slice of the corpus and finalise its folder; returns a summary dict."""
     tasks, backends, frame_shape = prepare(cfg)
     out = task_dir(cfg)
-    writer = ShardSetWriter(
-        out, cfg.output.shard_max_clips, int(cfg.output.shard_max_mb * 2**20), cfg.output.retry_failed
-    )
-    done_by_source: dict[str, set[str]] = defaultdict(set)
-    for key in writer.done_keys:
-        done_by_source[key.rpartition("_c")[0]].add(key)
-    todo = [
-        Task(t.source, t.split, frozenset(done_by_source.get(t.source.key, ())))
-        for t in tasks
-        if t.source.key not in writer.done_keys
-    ]
+    try:
+        writer = ShardSetWriter(
+            out, cfg.output.shard_max_clips, int(cfg.output.shard_max_mb * 2**20), cfg.output.retry_failed
+        )
+    except OSError as err:
+        raise ConfigError(f"output.dir={cfg.output.dir!r}: cannot write there ({err.strerror}: {err.filename})")
+    todo = pending_tasks(tasks, writer)
     log.info("%d sources in this task, %d to process, output %s", len(tasks), len(todo), out)
     cpu: dict[str, float] = defaultdict(float)
     new_frames = 0
-    for result in _run_tasks(cfg, todo, progress):
+    for task, result in zip(todo, _run_tasks(cfg, todo, progress)):
         for stage, seconds in result.cpu.items():
             cpu[stage] += seconds
         begin = time.process_time()
+        if result.clips:
+            writer.planned(task.source.key, task.source.source, result.clips)
         for outcome in result.outcomes:
             if outcome.sample is not None:
                 writer.write(outcome.split, outcome.sample, {"source": outcome.source, "frames": outcome.frames})
@@ -127,9 +137,29 @@ def run(cfg: ShardConfig, progress: bool = True) -> dict:
     begin = time.process_time()
     writer.close()
     cpu["write"] += time.process_time() - begin
+    write_jsonl(out / SOURCES, writer.source_rows())
     summary = finalize(out, writer.rows, writer.failures, backends, frame_shape)
     summary["this_run"] = throughput(new_frames / FPS, cpu)
     return summary
+
+
+def pending_tasks(tasks: list[Task], writer: ShardSetWriter) -> list[Task]:
+    """The tasks with work left, each with its finished clip keys. A source that failed as a whole, or whose
+    every clip (by the count sources.jsonl recorded) is in a finished shard or failures, is not even opened."""
+    done_by_source: dict[str, set[str]] = defaultdict(set)
+    for key in writer.done_keys:
+        match = _CLIP_KEY.fullmatch(key)
+        if match:
+            done_by_source[match.group(1)].add(key)
+    todo = []
+    for task in tasks:
+        key = task.source.key
+        done = done_by_source.get(key, set())
+        clips = writer.source_clips.get(key)
+        finished = clips is not None and all(clip_key(key, i) in done for i in range(clips))
+        if key not in writer.done_keys and not finished:
+            todo.append(Task(task.source, task.split, frozenset(done)))
+    return todo
 
 
 def throughput(video_seconds: float, cpu: dict[str, float]) -> dict:

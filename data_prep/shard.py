@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 @exits_on_config_error
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns 2 on a configuration error (before any work), 0 on success."""
-    args = build_parser().parse_args(argv)
+    # Intermixed: options may come before, between or after the key=value overrides.
+    args = build_parser().parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg, _ = load_config(args.config, args.overrides, schema=ShardConfig)
     try:

@@ -14,7 +14,8 @@ SPLITS = ("train", "val", "test")
 
 def speaker_unit(speaker: str, seed: int = 0) -> float:
     """A number in [0, 1) fixed by (seed, speaker): the speaker's position on the split line."""
-    digest = hashlib.sha256(f"{seed}:{speaker}".encode()).digest()
+    # surrogateescape: a speaker taken from a file name that is not valid UTF-8 hashes by its bytes.
+    digest = hashlib.sha256(f"{seed}:{speaker}".encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

@@ -26,6 +26,7 @@ from data_prep.splits import SPLITS
 
 MANIFEST = "manifest.jsonl"
 FAILURES = "failures.jsonl"
+SOURCES = "sources.jsonl"  # source key -> number of clips: a rerun skips finished sources without opening them
 SHARD_PATTERN = "{split}-{index:06d}.tar"
 _SHARD_RE = re.compile(r"^(train|val|test)-(\d{6})\.tar$")
 _TAR_ENTRY_OVERHEAD = 1024  # tar header + padding per member, for the shard size limit
@@ -119,6 +120,8 @@ class ShardSetWriter:
         write_jsonl(self.failures_path, self.failures)
 
         self.done_keys = {r["key"] for r in rows} | {f["key"] for f in self.failures}
+        self.sources_path = self.out_dir / SOURCES
+        self.source_clips: dict[str, int] = {r["key"]: r["clips"] for r in read_jsonl(self.sources_path)}
         self._next_index = {split: 0 for split in SPLITS}
         for shard in shards:
             split, index = _SHARD_RE.match(shard.name).groups()
@@ -145,6 +148,18 @@ class ShardSetWriter:
         self.failures.append(row)
         self.done_keys.add(key)
         _append_jsonl(self.failures_path, [row])
+
+    def planned(self, key: str, source: str, clips: int) -> None:
+        """Record how many clips source `key` is cut into (persisted immediately; its clips count as done only
+        once they are in finished shards or failures)."""
+        if self.source_clips.get(key) != clips:
+            self.source_clips[key] = clips
+            _append_jsonl(self.sources_path, [dict(key=key, source=source, clips=clips)])
+
+    def source_rows(self) -> list[dict]:
+        """sources.jsonl in a fixed order (by key), whatever order a resumed run appended it in."""
+        paths = {r["key"]: r["source"] for r in read_jsonl(self.sources_path)}
+        return [dict(key=k, source=paths[k], clips=n) for k, n in sorted(self.source_clips.items())]
 
     def close(self) -> None:
         """Finish every open shard (a short last shard is still a complete shard)."""

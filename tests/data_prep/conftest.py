@@ -120,3 +120,13 @@ def shard_config(root: Path, out: Path, *overrides: str) -> ShardConfig:
 def good_video(tmp_path_factory) -> Path:
     """One good 3.6 s clip, made once per session."""
     return talking_video(tmp_path_factory.mktemp("good") / "speaker_a.mp4")
+
+
+def ffmpeg(*args: str | Path) -> None:
+    """Run the ffmpeg that imageio-ffmpeg ships (stream copies and metadata edits PyAV cannot make)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", *map(str, args)]
+    subprocess.run(command, check=True)

@@ -159,3 +159,16 @@ def test_failure_rows_are_valid_json_with_source_and_reason(sharded):
     for line in (out / "failures.jsonl").read_text().splitlines():
         row = json.loads(line)
         assert row["source"] and row["reason"] and row["key"]
+
+
+def test_options_and_overrides_in_any_order_and_unwritable_output(tmp_path, capsys):
+    talking_video(tmp_path / "in" / "a.mp4")
+    config = tmp_path / "shard.yaml"
+    config.write_text(f"input:\n  root: {tmp_path / 'in'}\noutput:\n  dir: {tmp_path / 'out'}\n")
+    assert main([str(config), "--dry-run", "workers=0", "--no-progress", "split.seed=3"]) == 0
+    assert json.loads(capsys.readouterr().out)["inputs"] == {"train": 1, "val": 0, "test": 0}
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert main([str(config), "--no-progress", "workers=0", f"output.dir={tmp_path / 'file' / 'out'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"config error: output.dir='{tmp_path / 'file' / 'out'}'")
+    assert "cannot write there" in err

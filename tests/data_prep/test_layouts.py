@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+from pathlib import Path
 
 import pytest
 
-from data_prep.config import InputConfig
+from data_prep.config import InputConfig, ShardConfig
 from data_prep.corpus_layouts import list_sources, make_key, parse_emotion, parse_timestamp
 from data_prep.splits import assign_split, speaker_splits
+from moda_train.core.config_loader import load_config
 from moda_train.core.motion_layout import EMOTIONS, NULL_EMOTION
+
+HDTF_NAMES = Path(__file__).with_name("hdtf_release_names.txt")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def touch(path):
@@ -24,12 +31,14 @@ def test_generic_folder_without_csv(tmp_path):
     touch(tmp_path / "bob.mkv")
     touch(tmp_path / "notes.txt")
     sources = list_sources(InputConfig(root=str(tmp_path)), "mine")
-    # Sorted by key; dots become `_` because WebDataset splits key and extension at the first dot.
+    # Sorted by key; a clean `.mp4` name keeps its parts, anything else (dots, which WebDataset splits on, or
+    # another ending) keeps its readable remains plus a digest of the exact name.
     assert [(s.key, s.source, s.speaker) for s in sources] == [
-        ("mine-alice_take1", "alice/take1.mp4", "alice"),
-        ("mine-alice_take_2", "alice/take.2.MOV", "alice"),
-        ("mine-bob", "bob.mkv", "bob"),
+        ("mine-alice-take1", "alice/take1.mp4", "alice"),
+        (make_key("mine", "alice", "take.2.MOV"), "alice/take.2.MOV", "alice"),
+        (make_key("mine", "bob.mkv"), "bob.mkv", "bob"),
     ]
+    assert sources[1].key.startswith("mine-alice-take_2_MOV--") and sources[2].key.startswith("mine-bob_mkv--")
     assert all(s.emotion == NULL_EMOTION and s.split is None for s in sources)
 
 
@@ -79,9 +88,11 @@ def test_hdtf_clip_list(tmp_path):
         ("WRA_Kim_002.mp4", 10.0, 20.0),
     }
     speakers = {s.source: s.speaker for s in sources}
-    assert (
-        speakers["WDA_BarackObama_000.mp4"] == "WDA_BarackObama" and speakers["RD_Radio1_001.mp4"] == "RD_Radio1"
-    )
+    assert speakers == {
+        "WDA_BarackObama_000.mp4": "BarackObama",
+        "RD_Radio1_001.mp4": "Radio1",
+        "WRA_Kim_002.mp4": "Kim",
+    }
     assert len({s.key for s in sources}) == 4
 
 
@@ -153,7 +164,8 @@ def test_small_helpers():
     with pytest.raises(ValueError, match="not a timestamp"):
         parse_timestamp("1m20")
     assert parse_emotion("Surprised") == EMOTIONS.index("surprise") and parse_emotion(3) == 3
-    assert make_key("c", "a b/c.d") == "c-a_b_c_d"
+    assert make_key("c", "a", "b_c") == "c-a-b_c"
+    assert make_key("c", "a b/c.d").startswith("c-a_b_c_d--")
 
 
 def test_split_by_speaker_is_stable_and_proportional():
@@ -172,3 +184,88 @@ def test_no_speaker_in_two_splits():
     pairs = [("a", None), ("a", None), ("b", "test"), ("b", None), ("c", None)]
     splits = speaker_splits(pairs, 0.3, 0.3, seed=1)
     assert set(splits) == {"a", "b", "c"} and splits["b"] == "test"
+
+
+def test_keys_are_unique_and_depend_on_the_name_alone(tmp_path):
+    names = [
+        "x.mp4", "x.mov", "a b.mp4", "a_b.mp4", "a/b.mp4", "a-b.mp4", "北京.mp4", "上海.mp4", "Москва.mp4",
+        "take.mp4", "take_c000.mp4", "_lead.mp4", "lead.mp4", "a__b.mp4",
+    ]  # fmt: skip
+    for name in names:
+        touch(tmp_path / name)
+    (tmp_path / os.fsdecode(b"caf\xe9.mp4")).write_bytes(b"x")  # Latin-1 bytes: not a UTF-8 name
+    sources = list_sources(InputConfig(root=str(tmp_path)), "generic")
+    keys = {s.source: s.key for s in sources}
+    assert len(keys) == len(names) + 1 and len(set(keys.values())) == len(keys)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", key) for key in keys.values())
+    # Clean names read as they are; a source key never looks like a clip key (`_c<k>`).
+    assert keys["x.mp4"] == "generic-x" and keys["a_b.mp4"] == "generic-a_b" and keys["a/b.mp4"] == "generic-a-b"
+    assert keys["take.mp4"] == "generic-take" and keys["take_c000.mp4"].startswith("generic-take_c000--")
+    assert keys["北京.mp4"].startswith("generic--") and keys["Москва.mp4"].startswith("generic--")
+    # A key is a function of the name alone: listing one file by itself gives the same key.
+    for name in ("x.mov", "take_c000.mp4", "上海.mp4"):
+        alone = tmp_path.parent / f"alone_{abs(hash(name))}"
+        touch(alone / name)
+        assert list_sources(InputConfig(root=str(alone)), "generic")[0].key == keys[name]
+
+
+def test_listing_keeps_every_entry_with_a_video_ending(tmp_path):
+    touch(tmp_path / "good.mp4")
+    (tmp_path / "folder.mp4").mkdir()
+    touch(tmp_path / "folder.mp4" / "inner.mp4")
+    os.mkfifo(tmp_path / "pipe.mp4")
+    (tmp_path / "loop_a.mp4").symlink_to(tmp_path / "loop_b.mp4")
+    (tmp_path / "loop_b.mp4").symlink_to(tmp_path / "loop_a.mp4")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "parent").symlink_to(tmp_path)  # a folder link back up: followed once, no endless walk
+    sources = list_sources(InputConfig(root=str(tmp_path)), "generic")
+    assert [s.source for s in sources if "/" not in s.source or s.source.startswith("folder")] == [
+        "folder.mp4", "folder.mp4/inner.mp4", "good.mp4", "loop_a.mp4", "loop_b.mp4", "pipe.mp4",
+    ]  # fmt: skip
+    assert len(sources) == 6
+
+
+def test_hdtf_speaker_is_the_person_in_every_released_name(tmp_path):
+    # The names of the HDTF release's WDA, WRA and RD annotation files (tests/data_prep/hdtf_release_names.txt),
+    # listed both as the release spells them (`AmyKlobuchar0.mp4`) and as download scripts name the files
+    # (`WDA_AmyKlobuchar0_000.mp4`).
+    names = [line for line in HDTF_NAMES.read_text().splitlines() if line and not line.startswith("#")]
+    assert len(names) == 369
+    bare = {name.split("_", 1)[1]: name for name in names}
+    assert len(bare) == len(names)
+    # Ground truth: a WDA/WRA name is a person plus a video index; an RD name is one unnamed speaker each.
+    person = {
+        name: name if name.startswith("RD_") else re.sub(r"\d+$", "", name.split("_", 1)[1]) for name in names
+    }
+    several = {p for p in person.values() if list(person.values()).count(p) > 1}
+    assert len(several) == 77
+    listing = tmp_path / "annotion_time.txt"
+    listing.write_text("".join(f"{b}.mp4 00:05-00:40\n{n}_000.mp4 00:05-00:40\n" for b, n in bare.items()))
+    overrides = [f"input.root={tmp_path}", f"input.annotations={listing}"]
+    cfg, _ = load_config(REPO / "configs" / "data_prep" / "hdtf.yaml", overrides, schema=ShardConfig)
+    sources = list_sources(cfg.input, cfg.corpus)
+    assert len(sources) == 2 * len(names)
+    fractions = cfg.split.val_fraction, cfg.split.test_fraction
+    splits = speaker_splits(((s.speaker, s.split) for s in sources), *fractions, cfg.split.seed)
+    splits_of_person: dict[str, set[str]] = {}
+    for source in sources:
+        stem = Path(source.source).stem
+        name = bare.get(stem) or stem.removesuffix("_000")
+        splits_of_person.setdefault(person[name], set()).add(splits[source.speaker])
+    assert len(splits_of_person) == len(set(person.values()))
+    assert all(len(found) == 1 for found in splits_of_person.values())
+    assert set().union(*splits_of_person.values()) == {"train", "val", "test"}
+    speaker = {Path(s.source).stem: s.speaker for s in sources}
+    assert speaker["AmyKlobuchar1"] == speaker["WDA_AmyKlobuchar0_000"] == "AmyKlobuchar"
+    assert speaker["TerriSewell"] == speaker["TerriSewell1"] == speaker["WDA_TerriSewell0_000"] == "TerriSewell"
+    assert speaker["Radio1"] != speaker["Radio10"]
+
+
+def test_speaker_pattern_overrides_the_layout_rule(tmp_path):
+    touch(tmp_path / "clips" / "anna-take1.mp4")
+    touch(tmp_path / "clips" / "anna-take2.mp4")
+    touch(tmp_path / "clips" / "ben-take1.mp4")
+    cfg = InputConfig(root=str(tmp_path), speaker_pattern=r"clips/(?P<speaker>[a-z]+)-take\d+")
+    assert [s.speaker for s in list_sources(cfg, "generic")] == ["anna", "anna", "ben"]
+    with pytest.raises(ValueError, match=r"does not match the name 'clips/ben-take1'"):
+        list_sources(InputConfig(root=str(tmp_path), speaker_pattern=r"clips/anna-.*"), "generic")

@@ -92,9 +92,9 @@ def test_webdataset_reads_the_documented_schema(sharded):
         assert np.isfinite(sample["motion.npy"]).all() and np.isfinite(sample["audio.npy"]).all()
         assert frames >= 81 and abs(meta["end_s"] - meta["start_s"] - frames / 25) < 1e-3
     by_key = {s["__key__"]: s["meta.json"] for s in samples}
-    assert by_key["generic-alice_one_c000"]["emotion"] == EMOTIONS.index("happiness")
-    assert by_key["generic-alice_two_c001"]["emotion"] == NULL_EMOTION
-    assert by_key["generic-alice_two_c001"]["start_s"] == pytest.approx(3.5)
+    assert by_key["generic-alice-one_c000"]["emotion"] == EMOTIONS.index("happiness")
+    assert by_key["generic-alice-two_c001"]["emotion"] == NULL_EMOTION
+    assert by_key["generic-alice-two_c001"]["start_s"] == pytest.approx(3.5)
     assert {m["split"] for m in by_key.values() if m["speaker"] == "alice"} == {"train"}
 
 
@@ -117,7 +117,7 @@ def test_manifest_and_stats_match_the_shards(sharded):
 
 def test_head_sway_shows_up_in_the_translation(sharded):
     _, out = sharded
-    sample = next(s for s in read_split(out, "train") if s["__key__"] == "generic-alice_one_c000")
+    sample = next(s for s in read_split(out, "train") if s["__key__"] == "generic-alice-one_c000")
     tx = sample["motion.npy"][:, TRANSLATION.start]
     sway = np.sin(2 * np.pi * 0.5 * np.arange(len(tx)) / 25)  # the test video's 0.5 Hz left-right sway
     assert np.corrcoef(tx, sway)[0, 1] > 0.9
