@@ -16,6 +16,10 @@ from lightning import LightningModule
 from moda_train.consolidate import find_deepspeed_tag
 
 
+class ResumeError(ValueError):
+    """A checkpoint this job cannot continue from; the message says what to do instead."""
+
+
 def checkpoint_world_size(checkpoint: str | Path) -> int | None:
     """Ranks that wrote a DeepSpeed checkpoint folder (one `*optim_states.pt` per rank); None for a single file
     (DDP, one device), which holds whole optimizer state and resumes on any number of ranks."""
@@ -26,13 +30,13 @@ def checkpoint_world_size(checkpoint: str | Path) -> int | None:
 
 
 def check_resume_world_size(checkpoint: str | Path | None, world_size: int) -> None:
-    """Raise a `ValueError` with the recipe when a DeepSpeed checkpoint would resume on another number of ranks."""
+    """Raise a `ResumeError` with the recipe if a DeepSpeed checkpoint would resume on another number of ranks."""
     if checkpoint is None:
         return
     saved = checkpoint_world_size(checkpoint)
     if saved is None or saved == world_size:
         return
-    raise ValueError(
+    raise ResumeError(
         f"{checkpoint} was written by {saved} ranks but this job has {world_size}: a DeepSpeed checkpoint "
         f"(per-rank optimizer and EMA shards) resumes only on {saved} ranks. Run on {saved} ranks, or continue "
         f"from its weights with a fresh optimizer: `python -m moda_train.consolidate {checkpoint} model_fp32.pt`, "
@@ -45,15 +49,15 @@ def load_init_weights(module: LightningModule, path: str | Path) -> int:
     included; returns the step it was saved at. Optimizer, schedule, step counter and data stream start afresh."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(
+        raise ResumeError(
             f"train.init_from={str(path)!r} is a DeepSpeed checkpoint folder: consolidate it first "
             f"(python -m moda_train.consolidate {path} model_fp32.pt)"
         )
     if not path.is_file():
-        raise FileNotFoundError(f"train.init_from={str(path)!r}: no such file")
+        raise ResumeError(f"train.init_from={str(path)!r}: no such file")
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     try:
         module.load_state_dict(checkpoint["state_dict"], strict=True)
     except (KeyError, RuntimeError) as err:
-        raise ValueError(f"train.init_from={str(path)!r} does not fit this model: {err}") from err
+        raise ResumeError(f"train.init_from={str(path)!r} does not fit this model: {err}") from err
     return int(checkpoint.get("global_step", 0))
