@@ -153,7 +153,7 @@ def real_time_factor(module: MoDALightningModule, batch: dict, device: torch.dev
     window = module.cfg.data.window_frames
     starts = window_starts(int(SPEECH_SECONDS * FPS), window, OVERLAP)
     cond = {k: batch[k][:1].to(device) for k in ("audio", "identity", "emotion", "prev_motion")}
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def generate() -> None:
         for _ in starts:  # windows run one after another: each conditions on the previous one's motion
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     frames = cfg.data.window_frames
     module = MoDALightningModule(OmegaConf.to_container(tree, resolve=True))
     params = sum(p.numel() for p in module.model.parameters())
-    batch = contract_batch(module.model.cfg, micro, frames)
+    batch = contract_batch(module.cfg.model, micro, frames)
     print(
         f"model: {experiment}, {params / 1e6:.1f} M parameters; batch {micro} x {frames} frames; device {device}"
     )
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"DeepSpeed ZeRO stage {engine.zero_optimization_stage()}, bf16 {engine.bfloat16_enabled()}")
 
     step = statistics.median(timer.times)
-    flops = step_flops(module.model.cfg, cfg.flow, micro, frames)
+    flops = step_flops(module.cfg.model, cfg.flow, micro, frames)
     matmul = matmul_tflops(device, torch.bfloat16, 8192 if device.type == "cuda" else 512)
     print(f"step time: {step * 1e3:.1f} ms (median of {len(timer.times)}, min {min(timer.times) * 1e3:.1f} ms)")
     print(f"windows/s: {micro / step:.1f}")
@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         f"MFU: {100 * achieved / matmul:.1f} % ({flops / 1e12:.2f} TFLOP/step, {achieved:.1f} TFLOP/s "
         f"of {matmul:.1f} TFLOP/s bf16 matmul measured here)"
     )
-    rtf = real_time_factor(module.to(device), batch, device)
+    # On the GPU: the bf16 module DeepSpeed trained, under autocast. On CPU (dry run): fp32, bf16 is slow there.
+    rtf = real_time_factor(module.to(device) if device.type == "cuda" else module.float(), batch, device)
     print(
         f"real-time factor, motion for {SPEECH_SECONDS:.0f} s of speech: {rtf:.3f} (< 1 is faster than real time)"
     )

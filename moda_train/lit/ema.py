@@ -74,9 +74,9 @@ class EMAShadow:
     """The fp32 running average of `model`'s parameters behind the EMA module `ema` (see the table above).
 
     Lifecycle, driven by `EMATrainedModule`: `snapshot()` before the strategy casts or partitions anything
-    (Lightning's `setup` hook), `load_state_dict()` when resuming, `attach()` once the model sits on its device in
-    its training form (`on_fit_start`), `update()` after each optimizer step, `copy_to_module()` before the EMA
-    module is used.
+    (Lightning's `setup` hook), `attach()` once the model sits on its device in its training form
+    (`on_fit_start`), `load_state_dict()` when resuming (before `attach()` under DDP, after it under DeepSpeed),
+    `update()` after each optimizer step, `copy_to_module()` before the EMA module is used.
     """
 
     def __init__(self, ema: nn.Module, decay: float) -> None:
@@ -187,3 +187,7 @@ class EMAShadow:
                 f"{world_size}: a ZeRO-3 checkpoint resumes only on the number of ranks that wrote it"
             )
         self._loaded = dict(state["tensors"])
+        if self.layout:  # DeepSpeed restores after on_fit_start, so attach() has run: place the values now
+            for name, tensor in self._loaded.items():
+                self.tensors[name].copy_(tensor)
+            self._loaded = {}
