@@ -5,6 +5,8 @@ rank 0 plus one optimizer shard per rank, which hold the fp32 master weights in 
 the pieces with DeepSpeed's own `zero_to_fp32` (through Lightning's wrapper, which also keeps the Lightning
 state: hyper-parameters, the resolved config, loop counters, callbacks' state) and writes a single file that
 `torch.load` + `load_state_dict` reads without DeepSpeed, on any number of devices, for inference and evaluation.
+The EMA weights come from the fp32 accumulator saved beside the module (`ema_fp32`, see `moda_train/lit/ema.py`),
+not from the module's bf16 copy; under ZeRO-3 each rank saved its own partitions, which are joined here.
 The conversion runs on CPU, needs no process group, and needs about twice the fp32 model size in memory.
 """
 
@@ -15,6 +17,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from moda_train.lit.ema import EMA_CHECKPOINT_KEY, merge_zero3_partitions
 
 DEEPSPEED_TAG_FILE = "latest"
 
@@ -40,6 +44,23 @@ def find_deepspeed_tag(checkpoint_dir: Path) -> str:
     return tag
 
 
+def full_ema_weights(shard_dir: Path, ema_state: dict) -> dict[str, torch.Tensor]:
+    """`ema.<name>` -> full fp32 tensor, from rank 0's saved EMA state (and, under ZeRO-3, every rank's)."""
+    if ema_state["layout"] != "zero3":
+        return {f"ema.{name}": tensor for name, tensor in ema_state["tensors"].items()}
+    states = []
+    for rank in range(ema_state["world_size"]):
+        path = shard_dir / f"zero_pp_rank_{rank}_mp_rank_00_model_states.pt"
+        if not path.is_file():
+            world = ema_state["world_size"]
+            raise ValueError(f"{shard_dir}: the EMA was partitioned over {world} ranks; {path.name} is missing")
+        states.append(torch.load(path, map_location="cpu", weights_only=False)[EMA_CHECKPOINT_KEY]["tensors"])
+    return {
+        f"ema.{name}": merge_zero3_partitions([state[name] for state in states], shape)
+        for name, shape in ema_state["shapes"].items()
+    }
+
+
 def consolidate(checkpoint_dir: str | Path, output_file: str | Path, tag: str | None = None) -> dict:
     """Write the consolidated fp32 checkpoint to `output_file` and return it.
 
@@ -55,6 +76,14 @@ def consolidate(checkpoint_dir: str | Path, output_file: str | Path, tag: str | 
     tmp = output_file.with_name(output_file.name + ".tmp")
     # Written under a temporary name and renamed, so an interrupted conversion never leaves a truncated file.
     checkpoint = convert_zero_checkpoint_to_fp32_state_dict(checkpoint_dir, tmp, tag=tag)
+    ema_state = checkpoint.pop(EMA_CHECKPOINT_KEY, None)
+    if ema_state is not None:  # the module's `ema.*` are its bf16 copy: replace them with the fp32 accumulator
+        ema = full_ema_weights(checkpoint_dir / tag, ema_state)
+        missing = set(ema) - set(checkpoint["state_dict"])
+        if missing:
+            raise ValueError(f"{checkpoint_dir}: EMA weights without a module entry: {sorted(missing)[:3]}")
+        checkpoint["state_dict"].update(ema)
+        torch.save(checkpoint, tmp)
     tmp.replace(output_file)
     return checkpoint
 

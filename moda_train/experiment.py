@@ -89,6 +89,9 @@ class TrainConfig:
     """Seconds a rank waits in a collective before the job fails (a dead rank then ends the job, not hangs it)."""
     resume: str = "auto"
     """auto (continue from the run folder's `last` checkpoint if there is one), never, or a checkpoint path."""
+    init_from: str = ""
+    """A single-file checkpoint (e.g. from `python -m moda_train.consolidate`) whose weights, EMA included, start
+    this run; optimizer, LR schedule, step and data stream start afresh. Ignored when the run resumes."""
 
     def __post_init__(self) -> None:
         problems = []

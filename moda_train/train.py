@@ -41,9 +41,14 @@ def main(argv: list[str] | None = None) -> int:
 
         print(OmegaConf.to_yaml(tree))
         return 0
+    from moda_train.launch.resume import ResumeError
     from moda_train.launch.run import run_experiment
 
-    run_experiment(typed, tree, experiment_path=args.experiment)
+    try:
+        run_experiment(typed, tree, experiment_path=args.experiment)
+    except ResumeError as err:
+        print(f"resume error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

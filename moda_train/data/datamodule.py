@@ -88,6 +88,13 @@ class MotionDataModule(L.LightningDataModule):
 
     @override
     def train_dataloader(self) -> EpochLoader:
+        if self.trainer is None:
+            return self.train_loader(rank=0, world_size=1)
+        return self.train_loader(self.trainer.global_rank, self.trainer.world_size)
+
+    def train_loader(self, rank: int, world_size: int) -> EpochLoader:
+        """Rank `rank`'s training stream: its own seeded draw of shards and windows (see wds.py), cut into epochs
+        of the same length on every rank."""
         dataset = WindowDataset(
             expand_urls(self.cfg.train_shards),
             self.stats,
@@ -98,6 +105,7 @@ class MotionDataModule(L.LightningDataModule):
             self.seed,
             self.shared_epoch,
             self.cfg.audio_backend,
+            rank,
         )
         loader = torch.utils.data.DataLoader(
             dataset,
@@ -105,7 +113,6 @@ class MotionDataModule(L.LightningDataModule):
             num_workers=self.cfg.num_workers,
             persistent_workers=self.cfg.num_workers > 0,
         )
-        world_size = self.trainer.world_size if self.trainer else 1
         return EpochLoader(loader, self.shared_epoch, self.batches_per_epoch(world_size), self._resume_position)
 
     @override

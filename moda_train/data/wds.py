@@ -4,6 +4,10 @@ Each stage is a small generator function; `WindowDataset.__iter__` chains them. 
 loader worker (which shard, which window, shuffle order) comes from one `random.Random` seeded by
 (seed, epoch, rank, worker), so a run's data order is a pure function of those four numbers: that is what lets a
 resumed run fast-forward to the exact batch it stopped at (see `datamodule.py`).
+
+Shards are not split between ranks: every rank and every worker draws shards with replacement from the whole
+(weighted) list, each with its own seeded stream, so ranks and workers read different samples (they coincide
+only by chance) and no rank can run out of shards before another.
 """
 
 from __future__ import annotations
@@ -162,15 +166,20 @@ def batched(windows: Iterable[dict], batch_size: int, skipped: SkipCounter) -> I
 class WindowDataset(torch.utils.data.IterableDataset):
     """Training windows: endless weighted resampling of shards, shuffled, batched inside the worker."""
 
-    def __init__(self, sources, stats, window, prev, batch_size, buffer_size, seed, epoch, audio_backend=""):
+    def __init__(
+        self, sources, stats, window, prev, batch_size, buffer_size, seed, epoch, audio_backend="", rank=0
+    ):
         super().__init__()
         self.sources, self.stats, self.window, self.prev = sources, stats, window, prev
         self.batch_size, self.buffer_size, self.seed, self.epoch = batch_size, buffer_size, seed, epoch
-        self.audio_backend = audio_backend
+        self.audio_backend, self.rank = audio_backend, rank
 
     def __iter__(self) -> Iterator[dict]:
-        rank, _, worker, _ = wds.utils.pytorch_worker_info()
-        rng = random.Random(f"{self.seed}-{self.epoch.get_value()}-{rank}-{worker}")
+        # The rank is given by the datamodule (the trainer's global rank), not guessed from the environment
+        # inside the worker: launchers differ in which variables they set.
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        rng = random.Random(f"{self.seed}-{self.epoch.get_value()}-{self.rank}-{worker}")
         skipped = SkipCounter()
         samples = wds.tariterators.tarfile_samples(draw_shards(self.sources, rng), handler=skipped)
         clips = decode_clips(samples, self.stats, skipped, self.audio_backend)

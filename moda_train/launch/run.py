@@ -19,6 +19,7 @@ from moda_train.data.datamodule import MotionDataModule
 from moda_train.experiment import TrainConfig
 from moda_train.launch.environment import build_plugins, trainer_devices, world_info_from_env
 from moda_train.launch.preemption import PreemptionCallback
+from moda_train.launch.resume import check_resume_world_size, load_init_weights
 from moda_train.launch.strategies import build_strategy
 from moda_train.lit.alse_module import ALSELightningModule
 from moda_train.lit.callbacks import FinalCheckpoint, ThroughputLogger
@@ -90,7 +91,9 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
         devices=devices,
         num_nodes=num_nodes,
         precision=train.precision,
-        strategy=build_strategy(train, timeout=timedelta(seconds=train.dist_timeout_s)),
+        strategy=build_strategy(
+            train, timeout=timedelta(seconds=train.dist_timeout_s), grad_clip=cfg.optim.grad_clip
+        ),
         plugins=build_plugins(train),
         logger=TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""),
         callbacks=callbacks,
@@ -121,7 +124,13 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
     # Not under trainer.init_module(empty_init=True): that turns the model's nn.init calls into no-ops. ZeRO-3
     # still partitions at construction, because Lightning wraps DeepSpeed model setup in deepspeed.zero.Init.
     module = MODULES[cfg.task](OmegaConf.to_container(tree, resolve=True), stats)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg.train, run_dir / "checkpoints"))
+    ckpt_path = resume_path(cfg.train, run_dir / "checkpoints")
+    check_resume_world_size(ckpt_path, trainer.world_size)
+    if ckpt_path is None and cfg.train.init_from:  # a requeued init_from run resumes from its own `last` instead
+        step = load_init_weights(module, cfg.train.init_from)
+        if world_info_from_env().global_rank == 0:
+            print(f"initialised from {cfg.train.init_from} (step {step}); optimizer and schedule start afresh")
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     if trainer.is_global_zero:
         print(f"run folder:   {run_dir}")
         print(f"checkpoints:  {run_dir / 'checkpoints'}")

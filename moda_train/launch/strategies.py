@@ -47,6 +47,7 @@ _TRAINER_OWNED_KEYS = (
     "train_micro_batch_size_per_gpu",
     "fp16",
     "bf16",
+    "gradient_clipping",
 )
 
 
@@ -101,11 +102,9 @@ def load_deepspeed_config(path: str | Path) -> dict[str, Any]:
         problems.append("zero_optimization.stage must be 0, 1, 2 or 3")
     for key in _TRAINER_OWNED_KEYS:
         if key in config:
-            problems.append(f"{key} is set by Lightning from train.* (batch sizes, precision); remove it")
-    if config.get("gradient_clipping") == "auto":
-        problems.append(
-            "gradient_clipping='auto' is a HuggingFace convention; leave it out (optim.grad_clip sets it)"
-        )
+            problems.append(
+                f"{key} is set from the experiment (train.* batch sizes and precision, optim.grad_clip); remove it"
+            )
     if problems:
         raise ValueError(f"{resolved}: " + "; ".join(problems))
     return config
@@ -117,11 +116,15 @@ def _on_cpu(train: TrainConfig) -> bool:
     return train.accelerator == "auto" and not torch.cuda.is_available()
 
 
-def build_strategy(train: TrainConfig, timeout: timedelta = DEFAULT_TIMEOUT) -> str | Strategy:
+def build_strategy(
+    train: TrainConfig, timeout: timedelta = DEFAULT_TIMEOUT, grad_clip: float = 0.0
+) -> str | Strategy:
     """The strategy for `lightning.Trainer(strategy=...)`.
 
     `auto` is passed through (one device, or Lightning's choice). `ddp` and `deepspeed` get an explicit
-    process-group `timeout`, so a dead rank fails the job rather than hanging it.
+    process-group `timeout`, so a dead rank fails the job rather than hanging it. `grad_clip` (optim.grad_clip)
+    becomes DeepSpeed's `gradient_clipping`: the engine clips the global norm of its partitioned gradients, which
+    Lightning's own clipping cannot see. The other strategies clip through `Trainer(gradient_clip_val=...)`.
     """
     if train.strategy == "auto":
         return "auto"
@@ -133,6 +136,7 @@ def build_strategy(train: TrainConfig, timeout: timedelta = DEFAULT_TIMEOUT) -> 
         # DeepSpeed uses this only for its throughput log; without it Lightning guesses from the loader's
         # batch_sampler, which pipelines that batch inside the dataset (WebLoader(batch_size=None)) do not have.
         config["train_micro_batch_size_per_gpu"] = train.micro_batch_size
+        config["gradient_clipping"] = grad_clip
         stage = config.get("zero_optimization", {}).get("stage", 0)
         if _on_cpu(train):
             offload = config["zero_optimization"].get("offload_optimizer")

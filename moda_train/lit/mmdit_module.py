@@ -112,6 +112,7 @@ class MoDALightningModule(EMATrainedModule):
 
     @override
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         sync = self.cfg.sync
         if stage == "fit" and sync.checkpoint and self.sync_loss is None:
             stats = MotionStats.from_arrays(self.motion_mean.cpu().numpy(), self.motion_std.cpu().numpy())

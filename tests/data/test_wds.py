@@ -11,7 +11,7 @@ import webdataset as wds
 
 from moda_train.core.stats import MotionStats
 from moda_train.data.config import DataConfig
-from moda_train.data.datamodule import EpochLoader, MotionDataModule
+from moda_train.data.datamodule import MotionDataModule
 from moda_train.data.synthetic import write_synthetic_shards
 from moda_train.data.wds import ShardSource, draw_shards, expand_urls
 
@@ -95,21 +95,20 @@ def test_prev_motion_is_the_frame_before_the_window(shards):
     np.testing.assert_allclose(batch["motion"][0].numpy(), clip[start : start + 80], rtol=1e-5, atol=1e-6)
 
 
-def test_every_rank_gets_the_same_number_of_different_batches(shards, monkeypatch):
-    per_rank = {}
-    for rank in (0, 1):
-        monkeypatch.setenv("RANK", str(rank))
-        monkeypatch.setenv("WORLD_SIZE", "2")
-        datamodule = _datamodule(shards, samples_per_epoch=40)  # 40 / (4 x 2) = 5 batches, uneven shard split
-        dataset = datamodule.train_dataloader().loader
-        loader = EpochLoader(
-            torch.utils.data.DataLoader(dataset.dataset, batch_size=None),
-            datamodule.shared_epoch,
-            datamodule.batches_per_epoch(world_size=2),
-        )
-        per_rank[rank] = _keys(loader)
+def test_every_rank_gets_the_same_number_of_different_batches(shards):
+    datamodule = _datamodule(shards, samples_per_epoch=40)  # 40 / (4 x 2) = 5 batches, uneven shard split
+    per_rank = {rank: _keys(datamodule.train_loader(rank, world_size=2)) for rank in (0, 1)}
     assert len(per_rank[0]) == len(per_rank[1]) == 5
-    assert per_rank[0] != per_rank[1]
+    # Step by step, the two ranks train on different windows (equal seeds would make N ranks train on N copies).
+    assert all(a != b for a, b in zip(per_rank[0], per_rank[1], strict=True))
+
+
+def test_loader_workers_draw_different_streams(shards):
+    # With 2 workers the loader alternates between them: batch 2i is worker 0's i-th, batch 2i+1 worker 1's.
+    batches = _keys(_datamodule(shards, num_workers=2).train_dataloader())
+    assert all(batches[i] != batches[i + 1] for i in range(0, len(batches) - 1, 2))
+    single = _keys(_datamodule(shards, num_workers=1).train_dataloader())
+    assert batches[0::2] == single[: len(batches[0::2])]  # worker 0's stream does not depend on the others
 
 
 def test_data_order_depends_only_on_seed_and_epoch(shards):

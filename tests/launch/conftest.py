@@ -62,12 +62,18 @@ def train_command(overrides: list[str]) -> list[str]:
     return [sys.executable, "-m", "moda_train.train", EXPERIMENT, *overrides]
 
 
+def model_states_files(checkpoint: Path) -> list[Path]:
+    """The files of a DeepSpeed checkpoint folder that hold the Lightning state: rank 0's under ZeRO-1/2
+    (`mp_rank_00_model_states.pt`), one per rank under ZeRO-3 (`zero_pp_rank_<r>_mp_rank_00_model_states.pt`)."""
+    return sorted((checkpoint / "checkpoint").glob("*model_states.pt"))
+
+
 def checkpoint_step(checkpoint: Path) -> int:
     """The global step stored in a (DeepSpeed folder) checkpoint."""
-    state = torch.load(
-        checkpoint / "checkpoint" / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False
-    )
-    return int(state["global_step"])
+    files = model_states_files(checkpoint)
+    if not files:
+        raise FileNotFoundError(f"{checkpoint}: no model states yet")
+    return int(torch.load(files[0], map_location="cpu", weights_only=False)["global_step"])
 
 
 @dataclass
@@ -111,24 +117,24 @@ def start_from(reference: Run, step: int, out_dir: Path, run_name: str) -> Path:
     target_dir = out_dir / run_name / "checkpoints"
     last = target_dir / "last.ckpt"
     shutil.copytree(source_dir / f"step-{step:07d}.ckpt", last)
+
     # Move the ModelCheckpoint state along with the files (as moving a run folder would need): it only trusts
     # its saved paths when they are in its own folder, and otherwise writes `last-v1` beside the old `last`.
-    states = last / "checkpoint" / "mp_rank_00_model_states.pt"
-    checkpoint = torch.load(states, map_location="cpu", weights_only=False)
-
     def move(path: str) -> str:
         return path.replace(str(source_dir.resolve()), str(target_dir.resolve()))
 
-    for state in checkpoint["callbacks"].values():
-        for key, value in state.items():
-            if isinstance(value, str):
-                state[key] = move(value)
-            elif key == "best_k_models":
-                state[key] = {move(path): score for path, score in value.items()}
-        if "last_model_path" in state:
-            # a step-numbered checkpoint may predate the first `last`; this copy *is* `last` now
-            state["last_model_path"] = str(last.resolve())
-    torch.save(checkpoint, states)
+    for states in model_states_files(last):
+        checkpoint = torch.load(states, map_location="cpu", weights_only=False)
+        for state in checkpoint["callbacks"].values():
+            for key, value in state.items():
+                if isinstance(value, str):
+                    state[key] = move(value)
+                elif key == "best_k_models":
+                    state[key] = {move(path): score for path, score in value.items()}
+            if "last_model_path" in state:
+                # a step-numbered checkpoint may predate the first `last`; this copy *is* `last` now
+                state["last_model_path"] = str(last.resolve())
+        torch.save(checkpoint, states)
     return last
 
 

@@ -76,9 +76,9 @@ def test_missing_config_names_the_key(tmp_path, monkeypatch):
     [
         ("{not json", "not valid JSON"),
         ('{"zero_optimization": {"stage": 4}}', "stage must be 0, 1, 2 or 3"),
-        ('{"gradient_accumulation_steps": 4}', "gradient_accumulation_steps is set by Lightning"),
-        ('{"bf16": {"enabled": true}}', "bf16 is set by Lightning"),
-        ('{"gradient_clipping": "auto"}', "gradient_clipping='auto'"),
+        ('{"gradient_accumulation_steps": 4}', "gradient_accumulation_steps is set from the experiment"),
+        ('{"bf16": {"enabled": true}}', "bf16 is set from the experiment"),
+        ('{"gradient_clipping": 1.0}', "gradient_clipping is set from the experiment"),
     ],
 )
 def test_bad_deepspeed_config_is_rejected(tmp_path, content, message):
@@ -87,6 +87,11 @@ def test_bad_deepspeed_config_is_rejected(tmp_path, content, message):
     with pytest.raises(ValueError, match=message) as err:
         load_deepspeed_config(path)
     assert str(path) in str(err.value)
+
+
+def test_grad_clip_becomes_deepspeed_gradient_clipping():
+    strategy = build_strategy(TrainConfig(strategy="deepspeed", accelerator="cpu"), grad_clip=0.5)
+    assert strategy.config["gradient_clipping"] == 0.5
 
 
 def test_cpu_root_device_is_indexed_by_local_rank(monkeypatch):

@@ -10,7 +10,7 @@ from moda_train.core.config_loader import CONFIGS_ROOT
 from moda_train.data.synthetic import write_synthetic_shards
 from moda_train.experiment import load_experiment
 from moda_train.launch.run import run_experiment
-from moda_train.lit.ema import make_ema, update_ema
+from moda_train.lit.ema import EMAShadow, make_ema
 from moda_train.lit.mmdit_module import MoDALightningModule
 from moda_train.lit.optim import warmup_cosine
 
@@ -88,13 +88,42 @@ def test_ema_update():
     model = torch.nn.Linear(3, 3)
     ema = make_ema(model)
     assert not any(p.requires_grad for p in ema.parameters()) and not ema.training
+    shadow = EMAShadow(ema, decay=0.9)
+    shadow.attach(model, rank=0, world_size=1)
+    assert shadow.layout == "alias"  # an fp32 module is its own accumulator
     with torch.no_grad():
         model.weight.add_(1.0)
     before = ema.weight.clone()
-    update_ema(ema, model, decay=0.9)
+    shadow.update(model)
     torch.testing.assert_close(ema.weight, 0.9 * before + 0.1 * model.weight)
-    update_ema(ema, model, decay=0.0)
-    torch.testing.assert_close(ema.weight, model.weight)
+
+
+def test_ema_of_a_bf16_cast_module_accumulates_in_fp32():
+    # What DeepSpeed does under bf16-mixed: every parameter, the EMA copy's too, becomes bf16 after setup.
+    model = torch.nn.Linear(64, 64)
+    ema = make_ema(model)
+    shadow = EMAShadow(ema, decay=0.9999)
+    shadow.snapshot()
+    start = ema.weight.detach().clone()
+    for module in (model, ema):
+        for p in module.parameters():
+            p.data = p.data.to(torch.bfloat16)
+    shadow.attach(model, rank=0, world_size=1)
+    assert shadow.layout == "full"
+    with torch.no_grad():
+        model.weight.add_(0.01)
+    for _ in range(100):
+        shadow.update(model)
+    expected = start + (1 - 0.9999**100) * (model.weight.float() - start)
+    torch.testing.assert_close(shadow.tensors["weight"], expected, rtol=0, atol=1e-6)
+    moved = shadow.tensors["weight"] - start  # about 1e-4: below bf16's resolution near the weights
+    assert moved.abs().min() > 5e-5
+    saved = shadow.state_dict()
+    assert saved["layout"] == "full" and saved["tensors"]["weight"].dtype == torch.float32
+    again = EMAShadow(ema, decay=0.9999)
+    again.load_state_dict(saved, rank=0, world_size=1)
+    again.attach(model, rank=0, world_size=1)
+    assert torch.equal(again.tensors["weight"], shadow.tensors["weight"])  # restored bit for bit
 
 
 def test_warmup_cosine_schedule():
