@@ -38,8 +38,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench_mmdit import random_batch  # noqa: E402  (benchmarks/ is this script's folder)
 
-from moda_train.experiment import load_experiment  # noqa: E402
 from moda_train.core.motion_layout import group_indices  # noqa: E402
+from moda_train.experiment import load_experiment  # noqa: E402
 from moda_train.flow.loss import flow_loss  # noqa: E402
 from moda_train.generation.motion_generator import window_starts  # noqa: E402
 from moda_train.launch.run import build_trainer  # noqa: E402
