@@ -28,7 +28,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-CONFIGS_ROOT = Path(os.environ.get("MODA_CONFIGS", Path(__file__).resolve().parent.parent / "configs"))
+CONFIGS_ROOT = Path(os.environ.get("MODA_CONFIGS", Path(__file__).resolve().parents[2] / "configs"))
 
 
 class ConfigError(ValueError):
