@@ -98,6 +98,7 @@ class MotionDataModule(L.LightningDataModule):
             self.seed,
             self.shared_epoch,
             self.cfg.audio_backend,
+            self.cfg.max_consecutive_skips,
         )
         loader = torch.utils.data.DataLoader(
             dataset,

@@ -13,15 +13,25 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from moda_train.core.config_loader import save_config
+from moda_train.core.config_loader import ConfigError, save_config
 from moda_train.core.stats import MotionStats
 from moda_train.data.datamodule import MotionDataModule
+from moda_train.data.shard_check import check_shard_spec
 from moda_train.experiment import TrainConfig
+from moda_train.launch.checkpointing import (
+    AtomicCheckpointIO,
+    CheckpointCheck,
+    FiniteWeightsCheck,
+    checkpoint_problem,
+    choose_resume,
+    config_changes,
+)
 from moda_train.launch.environment import build_plugins, trainer_devices, world_info_from_env
 from moda_train.launch.preemption import PreemptionCallback
 from moda_train.launch.strategies import build_strategy
 from moda_train.lit.alse_module import ALSELightningModule
 from moda_train.lit.callbacks import FinalCheckpoint, ThroughputLogger
+from moda_train.lit.guards import TrainingGuard
 from moda_train.lit.mmdit_module import MoDALightningModule
 from moda_train.lit.vae_module import MotionVAELightningModule
 
@@ -44,16 +54,38 @@ def run_name(train: TrainConfig, experiment_path: str | Path) -> str:
     return f"{Path(experiment_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def resume_path(train: TrainConfig, checkpoint_dir: Path) -> str | None:
-    """`auto`: the run's `last` checkpoint if it exists (never an error on a fresh folder); `never`; or a path."""
+def _report(message: str) -> None:
+    if world_info_from_env().global_rank == 0:
+        print(message, flush=True)
+
+
+def resume_checkpoint(train: TrainConfig, checkpoint_dir: Path) -> CheckpointCheck | None:
+    """`auto`: the newest complete checkpoint of the run folder (None on a fresh folder, never an error); `never`;
+    or a path, which must be a complete checkpoint (launch/checkpointing.py)."""
     if train.resume == "never":
         return None
     if train.resume == "auto":
-        last = checkpoint_dir / "last.ckpt"
-        return str(last) if last.exists() else None
-    if not Path(train.resume).exists():
-        raise FileNotFoundError(f"train.resume={train.resume!r}: no such checkpoint")
-    return train.resume
+        return choose_resume(checkpoint_dir, report=_report)
+    check = checkpoint_problem(train.resume)
+    if check.problem is not None:
+        raise ConfigError(f"train.resume={train.resume!r}: cannot resume from it: {check.problem}")
+    return check
+
+
+def check_resume_config(check: CheckpointCheck, tree: DictConfig, run_dir: Path) -> None:
+    """Refuse to resume across an architecture change (naming the keys); report and record the other changes."""
+    architecture, other = config_changes(check.config, OmegaConf.to_container(tree, resolve=True))
+    if architecture:
+        raise ConfigError(
+            f"resume from {check.path} (step {check.step}): the architecture differs from the checkpoint's: "
+            + "; ".join(architecture)
+            + ". Keep the checkpoint's values to resume, or start a fresh run with another train.run_name "
+            "(or train.resume=never); docs/cluster.md, 'What survives what'"
+        )
+    if other and world_info_from_env().global_rank == 0:
+        _report(f"resume: config changed since step {check.step}: " + "; ".join(other))
+        with (run_dir / "config_changes.log").open("a") as record:
+            record.write(f"resume from {check.path.name} (step {check.step}): " + "; ".join(other) + "\n")
 
 
 def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
@@ -77,6 +109,8 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
         LearningRateMonitor(logging_interval="step"),
         ThroughputLogger(),
         PreemptionCallback(),
+        FiniteWeightsCheck(),
+        TrainingGuard(train.max_bad_steps),
     ]
     if cfg.data.val_shards:
         callbacks.append(
@@ -91,7 +125,8 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
         num_nodes=num_nodes,
         precision=train.precision,
         strategy=build_strategy(train, timeout=timedelta(seconds=train.dist_timeout_s)),
-        plugins=build_plugins(train),
+        # DeepSpeed writes its own folders (AtomicDeepSpeedStrategy); every other strategy saves through this.
+        plugins=build_plugins(train) + ([] if train.strategy == "deepspeed" else [AtomicCheckpointIO()]),
         logger=TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""),
         callbacks=callbacks,
         log_every_n_steps=train.log_every_n_steps,
@@ -110,10 +145,17 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
 
 def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> Path:
     """Train `cfg` (a typed experiment); returns the run folder."""
+    # Before anything else: a folder or a typo in a shard list is a config error now, not a reader retrying it.
+    check_shard_spec(cfg.data.train_shards, "data.train_shards")
+    if cfg.data.val_shards:
+        check_shard_spec(cfg.data.val_shards, "data.val_shards")
     L.seed_everything(cfg.train.seed, workers=True)
     run_dir = Path(cfg.train.out_dir) / run_name(cfg.train, experiment_path)
     tree.train.run_name = run_dir.name
-    if world_info_from_env().global_rank == 0:
+    resume = resume_checkpoint(cfg.train, run_dir / "checkpoints")
+    if resume is not None:
+        check_resume_config(resume, tree, run_dir)
+    if world_info_from_env().global_rank == 0:  # only once the resume checks passed
         save_config(tree, run_dir / "config.yaml")
     datamodule = MotionDataModule(cfg.data, cfg.train.micro_batch_size, cfg.train.seed)
     stats = MotionStats.load(cfg.data.stats_path)
@@ -121,7 +163,7 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
     # Not under trainer.init_module(empty_init=True): that turns the model's nn.init calls into no-ops. ZeRO-3
     # still partitions at construction, because Lightning wraps DeepSpeed model setup in deepspeed.zero.Init.
     module = MODULES[cfg.task](OmegaConf.to_container(tree, resolve=True), stats)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg.train, run_dir / "checkpoints"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=None if resume is None else str(resume.path))
     if trainer.is_global_zero:
         print(f"run folder:   {run_dir}")
         print(f"checkpoints:  {run_dir / 'checkpoints'}")
