@@ -65,10 +65,13 @@ def resume_checkpoint(train: TrainConfig, checkpoint_dir: Path) -> CheckpointChe
     if train.resume == "never":
         return None
     if train.resume == "auto":
-        return choose_resume(checkpoint_dir, report=_report)
-    check = checkpoint_problem(train.resume)
-    if check.problem is not None:
-        raise ConfigError(f"train.resume={train.resume!r}: cannot resume from it: {check.problem}")
+        check = choose_resume(checkpoint_dir, report=_report)
+    else:
+        check = checkpoint_problem(train.resume)
+        if check.problem is not None:
+            raise ConfigError(f"train.resume={train.resume!r}: cannot resume from it: {check.problem}")
+    if check is not None:
+        _report(f"resume: continuing from {check.path} (step {check.step})")
     return check
 
 
