@@ -9,6 +9,8 @@ falls back to the newest step checkpoint. Weights that are not finite are never 
 Resuming (`train.resume=auto`): the candidates are `last.ckpt` and the step-numbered checkpoints beside it; each is
 checked (`checkpoint_problem`: readable, non-empty model states, every rank's optimizer shard present and from one
 step) and the valid one with the highest step wins. Every candidate passed over is reported with the reason.
+Then the checkpoint's saved config is compared with the new one (`check_resume_config`): an architecture change
+is refused by name before the run folder's config.yaml is rewritten; other changes are reported and recorded.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.strategies import DeepSpeedStrategy
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from typing_extensions import override
+
+from moda_train.core.config_loader import ConfigError
 
 TMP_SUFFIX = ".tmp"
 OLD_SUFFIX = ".old"
@@ -318,3 +323,42 @@ def config_changes(saved: dict, new: dict) -> tuple[list[str], list[str]]:
         line = f"{key}: {old.get(key, '<unset>')!r} -> {now.get(key, '<unset>')!r}"
         (architecture if key.split(".")[0] in ARCHITECTURE_GROUPS else other).append(line)
     return architecture, other
+
+
+def _report(message: str) -> None:
+    # rank_zero_only.rank also knows the ranks Lightning's own launcher starts (they re-run this whole command).
+    if rank_zero_only.rank == 0:
+        print(message, flush=True)
+
+
+def resume_checkpoint(resume: str, checkpoint_dir: Path) -> CheckpointCheck | None:
+    """`train.resume`: `auto`, the newest complete checkpoint of the run folder (None on a fresh folder, never an
+    error); `never`; or a path, which must be a complete checkpoint."""
+    if resume == "never":
+        return None
+    if resume == "auto":
+        check = choose_resume(checkpoint_dir, report=_report)
+    else:
+        check = checkpoint_problem(resume)
+        if check.problem is not None:
+            raise ConfigError(f"train.resume={resume!r}: cannot resume from it: {check.problem}")
+    if check is not None:
+        _report(f"resume: continuing from {check.path} (step {check.step})")
+    return check
+
+
+def check_resume_config(check: CheckpointCheck, config: dict, run_dir: Path) -> None:
+    """Refuse to resume across an architecture change (naming the keys); report the other changes and append them
+    to the run folder's `config_changes.log`."""
+    architecture, other = config_changes(check.config, config)
+    if architecture:
+        raise ConfigError(
+            f"resume from {check.path} (step {check.step}): the architecture differs from the checkpoint's: "
+            + "; ".join(architecture)
+            + ". Keep the checkpoint's values to resume, or start a fresh run with another train.run_name "
+            "(or train.resume=never); docs/cluster.md, 'What survives what'"
+        )
+    if other and rank_zero_only.rank == 0:
+        _report(f"resume: config changed since step {check.step}: " + "; ".join(other))
+        with (run_dir / "config_changes.log").open("a") as record:
+            record.write(f"resume from {check.path.name} (step {check.step}): " + "; ".join(other) + "\n")

@@ -13,18 +13,16 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from moda_train.core.config_loader import ConfigError, save_config
+from moda_train.core.config_loader import save_config
 from moda_train.core.stats import MotionStats
 from moda_train.data.datamodule import MotionDataModule
 from moda_train.data.shard_check import check_shard_spec
 from moda_train.experiment import TrainConfig
 from moda_train.launch.checkpointing import (
     AtomicCheckpointIO,
-    CheckpointCheck,
     FiniteWeightsCheck,
-    checkpoint_problem,
-    choose_resume,
-    config_changes,
+    check_resume_config,
+    resume_checkpoint,
 )
 from moda_train.launch.environment import build_plugins, trainer_devices, world_info_from_env
 from moda_train.launch.preemption import PreemptionCallback
@@ -52,43 +50,6 @@ def run_name(train: TrainConfig, experiment_path: str | Path) -> str:
     if job and job != "none":
         return f"{Path(experiment_path).stem}-job{job}"
     return f"{Path(experiment_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _report(message: str) -> None:
-    if world_info_from_env().global_rank == 0:
-        print(message, flush=True)
-
-
-def resume_checkpoint(train: TrainConfig, checkpoint_dir: Path) -> CheckpointCheck | None:
-    """`auto`: the newest complete checkpoint of the run folder (None on a fresh folder, never an error); `never`;
-    or a path, which must be a complete checkpoint (launch/checkpointing.py)."""
-    if train.resume == "never":
-        return None
-    if train.resume == "auto":
-        check = choose_resume(checkpoint_dir, report=_report)
-    else:
-        check = checkpoint_problem(train.resume)
-        if check.problem is not None:
-            raise ConfigError(f"train.resume={train.resume!r}: cannot resume from it: {check.problem}")
-    if check is not None:
-        _report(f"resume: continuing from {check.path} (step {check.step})")
-    return check
-
-
-def check_resume_config(check: CheckpointCheck, tree: DictConfig, run_dir: Path) -> None:
-    """Refuse to resume across an architecture change (naming the keys); report and record the other changes."""
-    architecture, other = config_changes(check.config, OmegaConf.to_container(tree, resolve=True))
-    if architecture:
-        raise ConfigError(
-            f"resume from {check.path} (step {check.step}): the architecture differs from the checkpoint's: "
-            + "; ".join(architecture)
-            + ". Keep the checkpoint's values to resume, or start a fresh run with another train.run_name "
-            "(or train.resume=never); docs/cluster.md, 'What survives what'"
-        )
-    if other and world_info_from_env().global_rank == 0:
-        _report(f"resume: config changed since step {check.step}: " + "; ".join(other))
-        with (run_dir / "config_changes.log").open("a") as record:
-            record.write(f"resume from {check.path.name} (step {check.step}): " + "; ".join(other) + "\n")
 
 
 def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
@@ -155,9 +116,9 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
     L.seed_everything(cfg.train.seed, workers=True)
     run_dir = Path(cfg.train.out_dir) / run_name(cfg.train, experiment_path)
     tree.train.run_name = run_dir.name
-    resume = resume_checkpoint(cfg.train, run_dir / "checkpoints")
+    resume = resume_checkpoint(cfg.train.resume, run_dir / "checkpoints")
     if resume is not None:
-        check_resume_config(resume, tree, run_dir)
+        check_resume_config(resume, OmegaConf.to_container(tree, resolve=True), run_dir)
     if world_info_from_env().global_rank == 0:  # only once the resume checks passed
         save_config(tree, run_dir / "config.yaml")
     datamodule = MotionDataModule(cfg.data, cfg.train.micro_batch_size, cfg.train.seed)

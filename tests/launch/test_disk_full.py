@@ -1,4 +1,4 @@
-"""A checkpoint save on a full disk (a small tmpfs): a clear error naming the path, the previous checkpoint intact."""
+"""A checkpoint save on a full disk (a small tmpfs): a clear error naming the path; the previous one intact."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ from .toy import ToyModule
 def small_disk(tmp_path):
     mount = tmp_path / "disk"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)]).returncode:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)]).returncode
+    ):
         pytest.skip("needs root and permission to mount a tmpfs")
     yield mount
     # lazy: the failed save's exception (kept by pytest) may still hold a file of it open
@@ -38,12 +41,16 @@ class FillDisk(pl.Callback):
 
 
 def test_full_disk_is_named_and_the_previous_checkpoint_survives(small_disk):
-    checkpoints = ModelCheckpoint(dirpath=small_disk, filename="step-{step}", every_n_train_steps=1, save_last=True)
+    checkpoints = ModelCheckpoint(
+        dirpath=small_disk, filename="step-{step}", every_n_train_steps=1, save_last=True
+    )
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_steps=3, callbacks=[checkpoints, FillDisk()],
         plugins=[AtomicCheckpointIO()], logger=False, enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
-    with pytest.raises(OSError, match=rf"saving checkpoint {small_disk}/step-step=2.ckpt failed: No space left on"):
+    with pytest.raises(
+        OSError, match=rf"saving checkpoint {small_disk}/step-step=2.ckpt failed: No space left on"
+    ):
         trainer.fit(ToyModule())
     check = checkpoint_problem(small_disk / "last.ckpt")
     assert check.problem is None and check.step == 1
