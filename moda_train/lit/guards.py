@@ -6,7 +6,8 @@ samples the loader skipped are added up over workers and ranks.
   parameters: the backward then gives exactly zero gradients, nothing of that batch reaches the weights, and DDP /
   DeepSpeed still see the same collectives on every rank. Without DeepSpeed the optimizer step itself is skipped
   too (the gradients are dropped, so AdamW leaves every parameter and its moments alone); under DeepSpeed the step
-  runs on the zero gradients (AdamW's momentum moves the weights once more; the moments decay one step).
+  runs on the zero gradients (AdamW's momentum moves the weights once more; the moments decay one step). Either
+  way the step counter and the LR schedule advance, as for any step.
 - Non-finite gradient with a finite loss (without DeepSpeed, whose ZeRO buffers hold the gradients): the step is
   skipped the same way, before clipping and before the EMA update.
 - `train.max_bad_steps` such batches in a row stop the run with an error: something is broken for good.
