@@ -88,7 +88,10 @@ class TrainConfig:
     dist_timeout_s: float = 1800.0
     """Seconds a rank waits in a collective before the job fails (a dead rank then ends the job, not hangs it)."""
     resume: str = "auto"
-    """auto (continue from the run folder's `last` checkpoint if there is one), never, or a checkpoint path."""
+    """auto (continue from the newest complete checkpoint of the run folder, if there is one), never, or a
+    checkpoint path."""
+    max_bad_steps: int = 10
+    """Training batches in a row with a non-finite loss or gradient (each one skipped) that stop the run."""
     init_from: str = ""
     """A single-file checkpoint (e.g. from `python -m moda_train.consolidate`) whose weights, EMA included, start
     this run; optimizer, LR schedule, step and data stream start afresh. Ignored when the run resumes."""

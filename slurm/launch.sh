@@ -39,4 +39,21 @@ echo "[$(date -u +%FT%TZ)] job $JOB restart ${SLURM_RESTART_COUNT:-0}: ${SLURM_J
 # --label: every output line starts with its rank.
 srun --kill-on-bad-exit=1 --label \
   python -u -m moda_train.train "$EXPERIMENT" \
-  train.out_dir="$MODA_OUT_DIR" train.run_name="$RUN_NAME" "$@"
+  train.out_dir="$MODA_OUT_DIR" train.run_name="$RUN_NAME" "$@" &
+SRUN_PID=$!
+
+# SIGUSR1 reaches this batch shell with `--signal=B:USR1@<s>` and `scancel --signal=USR1 --full` (or --batch).
+# Its default action would kill the shell, and the job would end FAILED before the ranks could save and requeue.
+# Trap it and forward it to srun, which passes it to every rank (ranks that got it directly see it twice, which
+# is harmless: the handler only sets a flag). `wait` returns early for a trapped signal, hence the loop.
+on_usr1() {
+  echo "[$(date -u +%FT%TZ)] job $JOB: batch shell got SIGUSR1, forwarded to the training step"
+  kill -USR1 "$SRUN_PID" 2>/dev/null || true
+}
+trap on_usr1 USR1
+status=0
+while true; do
+  wait "$SRUN_PID" && status=0 || status=$?
+  kill -0 "$SRUN_PID" 2>/dev/null || break
+done
+exit "$status"

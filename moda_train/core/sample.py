@@ -84,3 +84,22 @@ def decode_sample(sample: dict[str, Any]) -> ClipSample:
         meta=json.loads(sample[META]) if META in sample else {},
         reference_jpeg=bytes(sample.get(REFERENCE, b"")),
     )
+
+
+# Stored dtypes each array may have (audio features may be stored in float32 by other writers).
+ARRAY_DTYPES = {"motion": ("float32",), "audio": ("float16", "float32"), "identity": ("float32",)}
+IDENTITY_SHAPE = (63,)
+
+
+def clip_problem(clip: ClipSample) -> str | None:
+    """Why a decoded clip breaks the schema (dtype, shape, non-finite values), or None. A few flipped bytes in a
+    float16 payload decode to inf/NaN, which poison every weight they reach."""
+    arrays = {"motion": clip.motion, "audio": clip.audio, "identity": clip.identity}
+    for name, array in arrays.items():
+        if array.dtype.name not in ARRAY_DTYPES[name]:
+            return f"{name} has dtype {array.dtype}, expected {' or '.join(ARRAY_DTYPES[name])}"
+        if not np.isfinite(array).all():
+            return f"{name} holds {int(array.size - np.isfinite(array).sum())} non-finite values (NaN/inf)"
+    if clip.motion.ndim != 2 or clip.audio.ndim not in (2, 3) or clip.identity.shape != IDENTITY_SHAPE:
+        return f"shapes motion {clip.motion.shape}, audio {clip.audio.shape}, identity {clip.identity.shape}"
+    return None

@@ -30,6 +30,9 @@ class DataConfig:
     """Windows held in the sample shuffle buffer per worker."""
     audio_backend: str = ""
     """Expected audio feature backend of the shards (checked against their meta.json); empty accepts any."""
+    max_consecutive_skips: int = 100
+    """Unreadable shards or bad samples in a row (per loader worker) that stop the run: data this broken is an
+    error, not noise. 0 never stops."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -39,5 +42,7 @@ class DataConfig:
             problems.append("data.prev_frames must be >= 0")
         if self.num_workers < 0:
             problems.append("data.num_workers must be >= 0")
+        if self.max_consecutive_skips < 0:
+            problems.append("data.max_consecutive_skips must be >= 0")
         if problems:
             raise ValueError("; ".join(problems))

@@ -106,6 +106,7 @@ class MotionDataModule(L.LightningDataModule):
             self.shared_epoch,
             self.cfg.audio_backend,
             rank,
+            self.cfg.max_consecutive_skips,
         )
         loader = torch.utils.data.DataLoader(
             dataset,

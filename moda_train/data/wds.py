@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import webdataset as wds
 from braceexpand import braceexpand
 
-from moda_train.core.sample import decode_sample
+from moda_train.core.sample import clip_problem, decode_sample
 from moda_train.core.stats import MotionStats
+from moda_train.data.shard_check import tar_samples
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +62,36 @@ def draw_shards(sources: list[ShardSource], rng: random.Random) -> Iterator[dict
 
 
 class SkipCounter:
-    """A webdataset error handler that logs and counts what it skips instead of failing the run."""
+    """A webdataset error handler that logs and counts what it skips instead of failing the run, up to a point:
+    `max_consecutive` skips with no good sample between them (all shards unreadable, a vanished mount) stop the
+    run with the last error. `lost=n` counts the n samples a damaged shard lost behind one error."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_consecutive: int = 0) -> None:
         self.count = 0
+        self.consecutive = 0
+        self.max_consecutive = max_consecutive
+        self._reported = 0
 
-    def __call__(self, exn: Exception) -> bool:
-        self.count += 1
-        if self.count <= 10 or self.count % 100 == 0:
-            log.warning("skipped unreadable data (%d so far): %s", self.count, exn)
+    def __call__(self, exn: Exception, lost: int = 1) -> bool:
+        self.count += lost
+        self.consecutive += 1
+        if self.count <= 10 or self.count % 100 == 0 or lost > 1:
+            log.warning("skipped unreadable data (%d samples so far in this loader worker): %s", self.count, exn)
+        if self.max_consecutive and self.consecutive >= self.max_consecutive:
+            raise RuntimeError(
+                f"{self.consecutive} unreadable shards or samples in a row (data.max_consecutive_skips="
+                f"{self.max_consecutive}): the data is unusable, stopping. Last error: {exn}"
+            )
         return True  # keep going
+
+    def good(self) -> None:
+        """A sample decoded: the run of skips is broken."""
+        self.consecutive = 0
+
+    def take_new(self) -> int:
+        """Skips since the previous call (what a batch reports; the training side adds them up)."""
+        new, self._reported = self.count - self._reported, self.count
+        return new
 
 
 def decode_clips(
@@ -85,12 +105,15 @@ def decode_clips(
             identity, emotion, meta = clip.identity.astype(np.float32), clip.emotion, clip.meta
             if motion.ndim != 2 or motion.shape[1] != stats.mean.shape[0] or len(audio) != len(motion):
                 raise ValueError(f"motion {motion.shape} / audio {audio.shape} do not match the contract")
+            if problem := clip_problem(clip):
+                raise ValueError(problem)
             backend = meta.get("audio_backend", {}).get("name", "")
             if audio_backend and backend and backend != audio_backend:
                 raise ValueError(f"audio backend {backend!r}, expected {audio_backend!r} (data.audio_backend)")
         except Exception as exn:  # any corrupt member: count it, never end the run
             skipped(ValueError(f"sample {sample.get('__key__', '?')} in {sample.get('__url__', '?')}: {exn}"))
             continue
+        skipped.good()
         yield {
             "key": sample["__key__"],
             "motion": stats.normalize(motion),
@@ -152,13 +175,14 @@ def collate(windows: list[dict]) -> dict:
 
 
 def batched(windows: Iterable[dict], batch_size: int, skipped: SkipCounter) -> Iterator[dict]:
-    """Full batches only (every rank must step the same number of times); each carries the skip count."""
+    """Full batches only (every rank must step the same number of times); each carries the samples skipped since
+    the previous batch of its worker (lit/guards.py sums them over workers and ranks)."""
     pending: list[dict] = []
     for window in windows:
         pending.append(window)
         if len(pending) == batch_size:
             batch = collate(pending)
-            batch["num_skipped"] = torch.tensor(skipped.count)
+            batch["num_skipped"] = torch.tensor(skipped.take_new())
             yield batch
             pending = []
 
@@ -167,12 +191,23 @@ class WindowDataset(torch.utils.data.IterableDataset):
     """Training windows: endless weighted resampling of shards, shuffled, batched inside the worker."""
 
     def __init__(
-        self, sources, stats, window, prev, batch_size, buffer_size, seed, epoch, audio_backend="", rank=0
+        self,
+        sources,
+        stats,
+        window,
+        prev,
+        batch_size,
+        buffer_size,
+        seed,
+        epoch,
+        audio_backend="",
+        rank=0,
+        max_skips=0,
     ):
         super().__init__()
         self.sources, self.stats, self.window, self.prev = sources, stats, window, prev
         self.batch_size, self.buffer_size, self.seed, self.epoch = batch_size, buffer_size, seed, epoch
-        self.audio_backend, self.rank = audio_backend, rank
+        self.audio_backend, self.rank, self.max_skips = audio_backend, rank, max_skips
 
     def __iter__(self) -> Iterator[dict]:
         # The rank is given by the datamodule (the trainer's global rank), not guessed from the environment
@@ -180,8 +215,8 @@ class WindowDataset(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
         rng = random.Random(f"{self.seed}-{self.epoch.get_value()}-{self.rank}-{worker}")
-        skipped = SkipCounter()
-        samples = wds.tariterators.tarfile_samples(draw_shards(self.sources, rng), handler=skipped)
+        skipped = SkipCounter(self.max_skips)
+        samples = tar_samples(draw_shards(self.sources, rng), handler=skipped)
         clips = decode_clips(samples, self.stats, skipped, self.audio_backend)
         windows = shuffle(random_windows(clips, self.window, self.prev, rng), self.buffer_size, rng)
         return batched(windows, self.batch_size, skipped)
@@ -197,7 +232,7 @@ class ValidationDataset(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict]:
         skipped = SkipCounter()
-        samples = wds.tariterators.tarfile_samples(({"url": u} for u in self.urls), handler=skipped)
+        samples = tar_samples(({"url": u} for u in self.urls), handler=skipped)
         windows = fixed_windows(
             decode_clips(samples, self.stats, skipped, self.audio_backend), self.window, self.prev
         )

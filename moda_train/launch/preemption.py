@@ -13,10 +13,10 @@ covered by the periodic checkpoints, not by this callback.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from types import FrameType
@@ -25,7 +25,11 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-log = logging.getLogger(__name__)
+
+def _say(trainer: pl.Trainer, message: str) -> None:
+    """Print on rank 0, unbuffered: the job log must show it (Python logging at INFO is not shown by default)."""
+    if trainer.is_global_zero:
+        print(message, flush=True)
 
 
 def slurm_job_id() -> str | None:
@@ -56,8 +60,7 @@ class PreemptionCallback(Callback):
         self._last_checked_step = -1
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Only a flag: anything heavier here would run at an arbitrary point of the step.
-        log.info("received signal %d: checkpoint and stop after the current optimizer step", signum)
+        # Only a flag: anything heavier here (even a print, which is not reentrant) runs at an arbitrary point.
         self._requested = True
 
     @override
@@ -85,10 +88,12 @@ class PreemptionCallback(Callback):
         if not trainer.strategy.reduce_boolean_decision(self._requested, all=False):
             return
         path = self.checkpoint_path(trainer)
-        log.info("preemption: saving %s at step %d", path, trainer.global_step)
+        name = signal.Signals(self.signum).name
+        _say(trainer, f"preemption: {name} received; saving {path} at step {trainer.global_step}")
         trainer.save_checkpoint(path)
         # Every rank's shard must be on disk before the job can be killed by the requeue.
         trainer.strategy.barrier("preemption_checkpoint_saved")
+        _say(trainer, f"preemption: saved {path}")
         if trainer.is_global_zero and (slurm_job_id() is not None if self.requeue is None else self.requeue):
             self._requeue()
         trainer.should_stop = True
@@ -108,6 +113,9 @@ class PreemptionCallback(Callback):
             raise RuntimeError("requeue requested but this process is not part of a Slurm job (no SLURM_JOB_ID)")
         result = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
         if result.returncode == 0:
-            log.info("requeued Slurm job %s", job_id)
+            print(
+                f"preemption: requeued Slurm job {job_id}; it resumes from `last` when it starts again", flush=True
+            )
         else:
-            log.error("scontrol requeue %s failed (%d): %s", job_id, result.returncode, result.stderr.strip())
+            message = f"scontrol requeue {job_id} failed ({result.returncode}): {result.stderr.strip()}"
+            print(f"preemption: {message}", file=sys.stderr, flush=True)

@@ -16,13 +16,21 @@ from omegaconf import DictConfig, OmegaConf
 from moda_train.core.config_loader import save_config
 from moda_train.core.stats import MotionStats
 from moda_train.data.datamodule import MotionDataModule
+from moda_train.data.shard_check import check_shard_spec
 from moda_train.experiment import TrainConfig
+from moda_train.launch.checkpointing import (
+    AtomicCheckpointIO,
+    FiniteWeightsCheck,
+    check_resume_config,
+    resume_checkpoint,
+)
 from moda_train.launch.environment import build_plugins, trainer_devices, world_info_from_env
 from moda_train.launch.preemption import PreemptionCallback
 from moda_train.launch.resume import check_resume_world_size, load_init_weights
 from moda_train.launch.strategies import build_strategy
 from moda_train.lit.alse_module import ALSELightningModule
 from moda_train.lit.callbacks import FinalCheckpoint, ThroughputLogger
+from moda_train.lit.guards import TrainingGuard
 from moda_train.lit.mmdit_module import MoDALightningModule
 from moda_train.lit.vae_module import MotionVAELightningModule
 
@@ -43,18 +51,6 @@ def run_name(train: TrainConfig, experiment_path: str | Path) -> str:
     if job and job != "none":
         return f"{Path(experiment_path).stem}-job{job}"
     return f"{Path(experiment_path).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def resume_path(train: TrainConfig, checkpoint_dir: Path) -> str | None:
-    """`auto`: the run's `last` checkpoint if it exists (never an error on a fresh folder); `never`; or a path."""
-    if train.resume == "never":
-        return None
-    if train.resume == "auto":
-        last = checkpoint_dir / "last.ckpt"
-        return str(last) if last.exists() else None
-    if not Path(train.resume).exists():
-        raise FileNotFoundError(f"train.resume={train.resume!r}: no such checkpoint")
-    return train.resume
 
 
 def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
@@ -78,6 +74,8 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
         LearningRateMonitor(logging_interval="step"),
         ThroughputLogger(),
         PreemptionCallback(),
+        FiniteWeightsCheck(),
+        TrainingGuard(train.max_bad_steps),
     ]
     if cfg.data.val_shards:
         callbacks.append(
@@ -94,7 +92,8 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
         strategy=build_strategy(
             train, timeout=timedelta(seconds=train.dist_timeout_s), grad_clip=cfg.optim.grad_clip
         ),
-        plugins=build_plugins(train),
+        # DeepSpeed writes its own folders (AtomicDeepSpeedStrategy); every other strategy saves through this.
+        plugins=build_plugins(train) + ([] if train.strategy == "deepspeed" else [AtomicCheckpointIO()]),
         logger=TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""),
         callbacks=callbacks,
         log_every_n_steps=train.log_every_n_steps,
@@ -113,10 +112,17 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
 
 def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> Path:
     """Train `cfg` (a typed experiment); returns the run folder."""
+    # Before anything else: a folder or a typo in a shard list is a config error now, not a reader retrying it.
+    check_shard_spec(cfg.data.train_shards, "data.train_shards")
+    if cfg.data.val_shards:
+        check_shard_spec(cfg.data.val_shards, "data.val_shards")
     L.seed_everything(cfg.train.seed, workers=True)
     run_dir = Path(cfg.train.out_dir) / run_name(cfg.train, experiment_path)
     tree.train.run_name = run_dir.name
-    if world_info_from_env().global_rank == 0:
+    resume = resume_checkpoint(cfg.train.resume, run_dir / "checkpoints")
+    if resume is not None:
+        check_resume_config(resume, OmegaConf.to_container(tree, resolve=True), run_dir)
+    if world_info_from_env().global_rank == 0:  # only once the resume checks passed
         save_config(tree, run_dir / "config.yaml")
     datamodule = MotionDataModule(cfg.data, cfg.train.micro_batch_size, cfg.train.seed)
     stats = MotionStats.load(cfg.data.stats_path)
@@ -124,7 +130,7 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
     # Not under trainer.init_module(empty_init=True): that turns the model's nn.init calls into no-ops. ZeRO-3
     # still partitions at construction, because Lightning wraps DeepSpeed model setup in deepspeed.zero.Init.
     module = MODULES[cfg.task](OmegaConf.to_container(tree, resolve=True), stats)
-    ckpt_path = resume_path(cfg.train, run_dir / "checkpoints")
+    ckpt_path = None if resume is None else str(resume.path)
     check_resume_world_size(ckpt_path, trainer.world_size)
     if ckpt_path is None and cfg.train.init_from:  # a requeued init_from run resumes from its own `last` instead
         step = load_init_weights(module, cfg.train.init_from)

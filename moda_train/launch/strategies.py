@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, Strategy
+from lightning.pytorch.strategies import DDPStrategy, Strategy
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from typing_extensions import override
 
 from moda_train.experiment import TrainConfig
+from moda_train.launch.checkpointing import AtomicDeepSpeedStrategy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,7 +52,7 @@ _TRAINER_OWNED_KEYS = (
 )
 
 
-class CPUDeepSpeedStrategy(DeepSpeedStrategy):
+class CPUDeepSpeedStrategy(AtomicDeepSpeedStrategy):
     """DeepSpeed ZeRO on CPU processes (gloo backend): the CPU path used by tests and laptops.
 
     Differs from Lightning's `DeepSpeedStrategy` only where that one assumes CUDA: no accelerator check, no
@@ -151,5 +152,5 @@ def build_strategy(
             rank_zero_info(f"DeepSpeed ZeRO-{stage} on CPU processes (gloo), config {train.deepspeed_config}")
             return CPUDeepSpeedStrategy(config=config, timeout=timeout)
         rank_zero_info(f"DeepSpeed ZeRO-{stage}, config {train.deepspeed_config}")
-        return DeepSpeedStrategy(config=config, timeout=timeout)
+        return AtomicDeepSpeedStrategy(config=config, timeout=timeout)
     raise ValueError(f"train.strategy={train.strategy!r}: choose auto, ddp or deepspeed")

@@ -31,6 +31,7 @@ from moda_train.core.motion_layout import MOTION_DIM
 from moda_train.core.stats import MotionStats
 from moda_train.core.sync_offsets import SyncResult, sync_from_embeddings
 from moda_train.experiment import ALSEExperiment
+from moda_train.lit.guards import guard_loss
 from moda_train.lit.optim import configure_adamw
 from moda_train.models.alse import ALSE, sync_accuracy, sync_loss
 
@@ -78,7 +79,7 @@ class ALSELightningModule(L.LightningModule):
 
     @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")[0]
+        return guard_loss(self, self._shared_step(batch, "train")[0])
 
     @override
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -18,6 +18,7 @@ from moda_train.lit.alse_loss import ALSELoss
 from moda_train.lit.base import EMATrainedModule
 from moda_train.lit.ema import make_ema
 from moda_train.lit.figures import motion_curves
+from moda_train.lit.guards import guard_loss
 from moda_train.models.latent_space import LatentSpace
 from moda_train.models.moda import MoDA
 
@@ -122,9 +123,7 @@ class MoDALightningModule(EMATrainedModule):
 
     @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        if "num_skipped" in batch:
-            self.log("data/skipped_samples", batch["num_skipped"].float(), on_step=True)
-        return self._shared_step(batch, batch_idx, "train")
+        return guard_loss(self, self._shared_step(batch, batch_idx, "train"))
 
     @override
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -17,6 +17,7 @@ from moda_train.experiment import VAEExperiment
 from moda_train.lit.base import EMATrainedModule
 from moda_train.lit.ema import make_ema
 from moda_train.lit.figures import motion_curves
+from moda_train.lit.guards import guard_loss
 from moda_train.models.latent_space import LatentMoments
 from moda_train.models.motion_vae import MotionVAE, kl_to_standard_normal
 from moda_train.models.vae_config import VAEConfig
@@ -127,9 +128,7 @@ class MotionVAELightningModule(EMATrainedModule):
 
     @override
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        if "num_skipped" in batch:
-            self.log("data/skipped_samples", batch["num_skipped"].float(), on_step=True)
-        return self._shared_step(batch, batch_idx, "train")
+        return guard_loss(self, self._shared_step(batch, batch_idx, "train"))
 
     @override
     def on_validation_epoch_start(self) -> None:

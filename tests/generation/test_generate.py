@@ -58,6 +58,10 @@ def test_cli(checkpoint, photo_file, tmp_path, capsys):
     assert (tmp_path / "clip_seed0.mp4").is_file() and (tmp_path / "clip_seed0.npy").is_file()
     assert main([*args, "--emotion", "boredom", "--no-progress"]) == 1
     assert "unknown emotion 'boredom'" in capsys.readouterr().err
+    sharded = tmp_path / "last.ckpt"  # what DeepSpeed training writes: a folder of rank shards
+    (sharded / "checkpoint").mkdir(parents=True)
+    assert main(["--checkpoint", str(sharded), *args[2:], "--no-progress"]) == 1
+    assert "must be consolidated first, with `python -m moda_train.consolidate" in capsys.readouterr().err
     missing = ["--checkpoint", checkpoint, "--image", str(tmp_path / "nope.jpg"), "--audio", audio]
     assert main(missing) == 1
     assert "image not found" in capsys.readouterr().err

@@ -74,7 +74,8 @@ def test_preempted_job_requeues_and_ends_on_uninterrupted_weights(reference_run,
                 return -1
 
         _wait(lambda: saved_step() >= 2 * CHECKPOINT_EVERY, JOB_TIMEOUT_S, "the checkpoint at step 8")
-        subprocess.run(["scancel", "--signal=USR1", job_id], check=True)
+        # --full: the batch shell gets SIGUSR1 too (as with --signal=B:USR1@90); it must forward it, not die.
+        subprocess.run(["scancel", "--signal=USR1", "--full", job_id], check=True)
         signalled_at = time.monotonic()
         _wait(lambda: (_job_field(job_id, "Restarts") or "0") != "0", 120, "the job to requeue itself")
         saved = saved_step()
@@ -95,6 +96,10 @@ def test_preempted_job_requeues_and_ends_on_uninterrupted_weights(reference_run,
     # The preemption checkpoint is past step 8 (saved at the first step boundary after the signal), not a replay.
     assert 2 * CHECKPOINT_EVERY < saved < MAX_STEPS, saved
     assert "restart 0:" in text and "restart 1:" in text  # one log file, both runs of the job
+    assert "batch shell got SIGUSR1, forwarded to the training step" in text
+    assert re.search(r"^0: preemption: SIGUSR1 received; saving .*last.ckpt at step", text, re.M)
+    assert f"preemption: requeued Slurm job {job_id}" in text
+    assert re.search(r"^0: resume: continuing from .*last.ckpt \(step (\d+)\)", text, re.M)
     for rank in (0, 1):  # srun --label prefixes every line with the rank
         assert re.search(rf"^{rank}: .*GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2", text, re.M), (
             f"no rank {rank} log"

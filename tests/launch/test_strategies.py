@@ -12,6 +12,7 @@ from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 
 from moda_train.experiment import TrainConfig
+from moda_train.launch.checkpointing import AtomicDeepSpeedStrategy
 from moda_train.launch.strategies import (
     CPU_BUCKET_ELEMENTS,
     DEFAULT_TIMEOUT,
@@ -49,7 +50,7 @@ def test_gpu_deepspeed_keeps_the_json_as_written():
         strategy="deepspeed", deepspeed_config="configs/deepspeed/zero2_offload.json", accelerator="gpu"
     )
     strategy = build_strategy(train)
-    assert type(strategy) is DeepSpeedStrategy
+    assert type(strategy) is AtomicDeepSpeedStrategy  # Lightning's, with atomic saves (launch/checkpointing.py)
     zero = strategy.config["zero_optimization"]
     assert zero["offload_optimizer"] == {"device": "cpu", "pin_memory": True}
     assert zero["reduce_bucket_size"] == 5e8
