@@ -153,7 +153,9 @@ def aggregate(cfg: EvalConfig, records: list[VideoRecord], status: dict[str, str
         else:
             values = _mean_of(records, name)
             if values:
-                out[name] = _with_ground_truth({**_ok(np.mean(values), better), "videos": len(values)}, records, name)
+                out[name] = _with_ground_truth(
+                    {**_ok(np.mean(values), better), "videos": len(values)}, records, name
+                )
             elif name.startswith("sample_diversity"):
                 out[name] = _skip(
                     f"no clip has >= {MIN_DIVERSITY_SEEDS} seed samples (diversity.seeds, diversity.seed_pattern)",

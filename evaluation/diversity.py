@@ -7,8 +7,8 @@
   samples of the per-frame Euclidean distance between their motion sequences (raw motion units), averaged over
   frames, separately for expression (63 dims) and pose (7 dims). A deterministic method scores 0.
 
-Both take motion [T, 70] in the layout of moda_train.core.motion_layout: re-extracted from videos by data_prep's motion
-extractor (so any method's videos can be compared) or a method's own motion output.
+Both take motion [T, 70] in the layout of moda_train.core.motion_layout: re-extracted from videos by data_prep's
+motion extractor (so any method's videos can be compared) or a method's own motion output.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """FVD, StyleGAN-V protocol (`src/metrics/frechet_video_distance.py` there): I3D (Kinetics-400) logits of
 16-frame clips, Fréchet distance of the two clip sets with covariances divided by N.
 
-Clips (`fvd_clips`): one per video; in the real video `clip_frames` consecutive frames at a random start (StyleGAN-V's
-dataset with `load_n_consecutive`, random offset; seeded here by `fvd.seed` and the clip key), in the generated
-video the first `clip_frames` frames (StyleGAN-V generates t = 0..15, and reads a generated-video folder with
-`load_n_consecutive_random_offset=False`). Videos shorter than a clip are left out (`discard_short_videos`).
+Clips (`fvd_clips`): one per video; in the real video `clip_frames` consecutive frames at a random start
+(StyleGAN-V's dataset with `load_n_consecutive`, random offset; seeded by `fvd.seed` and the clip key), in the
+generated video the first `clip_frames` frames (StyleGAN-V generates t = 0..15, and reads a generated-video folder
+with `load_n_consecutive_random_offset=False`). Videos shorter than a clip are left out (`discard_short_videos`).
 Weights, from a local file only:
 - StyleGAN-V's `i3d_torchscript.pt`: uint8 clips [B, 3, T, H, W] go in as they are, called as
   `net(x, rescale=True, resize=True, return_features=True)`, exactly StyleGAN-V's call (the network scales to

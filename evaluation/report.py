@@ -3,7 +3,8 @@
 metrics.json = {"title": {method, checkpoint, split, clips}, "metrics": {name: {value, status, better,
 ground_truth?, warning?, ...}}, "per_video": {key: {...}}, "failures": {key: why}, "protocol": {fid, fvd, sync
 (named protocols, Sync's detector and differences from syncnet_python), counts, weights files with sha256},
-"versions": {package: version}, "config": the resolved config}. Every protocol choice that changes a number is in it.
+"versions": {package: version}, "config": the resolved config}. Every protocol choice that changes a number is
+in it.
 """
 
 from __future__ import annotations
@@ -60,7 +61,9 @@ def markdown_table(report: dict) -> str:
     for name, entry in report["metrics"].items():
         value = _fmt(entry["value"]) + (f" ± {entry['std']:.2g}" if entry.get("std") is not None else "")
         truth = _fmt(entry.get("ground_truth"))
-        lines.append(f"| {name} | {value} | {truth} | {entry['better']} | {entry['status']} | {METRICS[name][2]} |")
+        lines.append(
+            f"| {name} | {value} | {truth} | {entry['better']} | {entry['status']} | {METRICS[name][2]} |"
+        )
         if entry.get("warning"):
             warnings.append(f"- **{name}**: {entry['warning']}")
     if warnings:
@@ -94,7 +97,12 @@ def per_video_markdown(per_video: dict[str, dict]) -> list[str]:
     columns = _columns(per_video)
     if not columns:
         return []
-    lines = ["Per video:", "", "| clip | frames | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    lines = [
+        "Per video:",
+        "",
+        "| clip | frames | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 2) + "|",
+    ]
     for key, row in per_video.items():
         cells = [_fmt(row[c]) if c in row else "–" for c in columns]
         lines.append(f"| {key} | {row.get('frames')} | " + " | ".join(cells) + " |")

@@ -209,7 +209,10 @@ def _protocols(cfg: EvalConfig, status: dict[str, str]) -> dict:
     if status.get("fvd") == "ok":
         out["fvd"] = {"protocol": cfg.fvd.protocol, "clip_frames": cfg.fvd.clip_frames, "seed": cfg.fvd.seed}
     if status.get("sync") == "ok":
-        out["sync"] = {"protocol": cfg.sync.protocol, "differences from syncnet_python": DIFFERENCES[cfg.sync.protocol]}
+        out["sync"] = {
+            "protocol": cfg.sync.protocol,
+            "differences from syncnet_python": DIFFERENCES[cfg.sync.protocol],
+        }
         if cfg.sync.protocol == "syncnet_python":
             out["sync"]["detector"] = detector_description(cfg.sync.detector_confidence)
             out["sync"]["min_track"] = cfg.sync.min_track

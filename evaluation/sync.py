@@ -52,6 +52,8 @@ DIFFERENCES = {
         "no scene-cut detection (PySceneDetect): every clip is taken as one shot",
         "a track takes at most one face per frame (syncnet_python can add two overlapping boxes of one frame)",
         "only the longest face track of a video is scored",
+        "audio is read from the given audio file; syncnet_python reads it from its intermediate video.avi, whose "
+        "audio ffmpeg re-encodes with the avi muxer's default (lossy) audio codec",
         "cv2.VideoWriter's XVID encoder and ffmpeg's JPEG encoder are the installed opencv and imageio-ffmpeg "
         "builds, whose versions may differ from the reference's",
     ],
@@ -92,7 +94,9 @@ def reference_audio(path: str | Path) -> np.ndarray:
     """int16 [N] 16 kHz mono audio as syncnet_python reads it (ffmpeg to pcm_s16le wav, scipy.io.wavfile)."""
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "audio.wav"
-        _ffmpeg("-i", str(path), "-async", "1", "-ac", "1", "-vn", "-acodec", "pcm_s16le", "-ar", "16000", str(wav))
+        _ffmpeg(
+            "-i", str(path), "-async", "1", "-ac", "1", "-vn", "-acodec", "pcm_s16le", "-ar", "16000", str(wav)
+        )
         rate, audio = wavfile.read(wav)
     if rate != SAMPLE_RATE or audio.dtype != np.int16:
         raise ValueError(f"{path}: ffmpeg gave {audio.dtype} audio at {rate} Hz, expected int16 at {SAMPLE_RATE}")
@@ -116,11 +120,9 @@ def crop_video_round_trip(crops: np.ndarray) -> np.ndarray:
         return _read_jpegs(out)
 
 
-
-
 def whole_frame_crops(video: str | Path, max_frames: int = 0) -> np.ndarray:
-    """`whole_frame` protocol: the video's frames as `SyncNetInstance.evaluate` reads a crop video (ffmpeg image2
-    JPEGs at its default quality, cv2.imread), scaled to 224 x 224 by ffmpeg's bilinear scaler when they are not."""
+    """`whole_frame` protocol: the video's frames as `SyncNetInstance.evaluate` reads a crop video (ffmpeg
+    image2 JPEGs at its default quality, cv2.imread), scaled to 224 x 224 by ffmpeg's bilinear scaler if needed."""
     limit = ["-frames:v", str(max_frames)] if max_frames else []
     with tempfile.TemporaryDirectory() as tmp:
         scale = ["-vf", f"scale={CROP_SIZE}:{CROP_SIZE}:flags=bilinear"]

@@ -1,9 +1,9 @@
 """Face tracks and crops with syncnet_python's geometry (`run_pipeline.py`), for Sync-C / Sync-D on raw videos.
 
 The steps, as syncnet_python does them after detecting faces on every frame:
-- tracking (`track_shot`): greedy; a track takes, frame by frame, the first face whose box overlaps the track's last
-  box with IoU > 0.5, as long as the gap since that box is at most `max_gap` (25) frames; a track is kept when it
-  has more than `min_track` (100) detections and its mean box width or height is above `min_face_size` (100 px);
+- tracking (`track_shot`): greedy; a track takes, frame by frame, the first face whose box overlaps the track's
+  last box with IoU > 0.5, as long as the gap since that box is at most `max_gap` (25) frames; a track is kept when
+  it has more than `min_track` (100) detections and its mean box width or height is above `min_face_size` (100 px);
   box corners are linearly interpolated over the frames without a detection;
 - smoothing: box centre x, centre y and half of the larger side, each median-filtered over 13 frames
   (`scipy.signal.medfilt`, zero-padded at the ends as there);

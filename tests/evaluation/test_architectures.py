@@ -104,7 +104,9 @@ def test_i3d_torchscript_gets_uint8_clips_with_stylegan_v_flags(tmp_path):
     scripted.save(str(path))
     clips = np.random.default_rng(0).integers(0, 256, (3, 16, 20, 24, 3), dtype=np.uint8)
     features = I3DFeatures(load_i3d(path), batch_size=2)(clips)
-    expected = scripted(torch.from_numpy(clips).permute(0, 4, 1, 2, 3), rescale=True, resize=True, return_features=True)
+    expected = scripted(
+        torch.from_numpy(clips).permute(0, 4, 1, 2, 3), rescale=True, resize=True, return_features=True
+    )
     np.testing.assert_allclose(features, expected.detach().numpy(), rtol=1e-6)
 
 

@@ -72,7 +72,11 @@ def _unbiased_mmd(x: np.ndarray, y: np.ndarray) -> float:
     k = lambda a, b: (a @ b.T / a.shape[1] + 1) ** 3  # noqa: E731
     n, m = len(x), len(y)
     kxx, kyy = k(x, x), k(y, y)
-    return (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * k(x, y).mean()
+    return (
+        (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
+        + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        - 2 * k(x, y).mean()
+    )
 
 
 def test_kid_subset_size_is_bounded_by_the_sample_count(features):
