@@ -3,8 +3,8 @@
 Every metric comes out as {"value", "status", "better"}: status is "ok", or "skipped: <reason>" with value None
 (weights missing, too few clips, no multi-seed samples); a number is never made up. Metrics a video gives on its
 own (Sync-C/D, motion sync, pose spread, smoothness) also carry "ground_truth": the same metric on the
-ground-truth videos, when `ground_truth` is on. Set metrics estimated from fewer samples than feature dimensions
-carry a "warning".
+ground-truth videos, when `ground_truth` is on. FID and FVD from fewer samples than feature dimensions carry a
+"warning", and so does KID when its subset size had to be capped.
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ PER_VIDEO = {
 }
 
 
-# Feature dimension of each set metric: below it the covariance is rank-deficient and the estimate biased upwards.
-FEATURE_DIMS = {"fid": 2048, "kid": 2048, "fvd": 400}
+# Feature dimension of each Fréchet metric: below it the covariance is rank-deficient and the value biased upwards.
+# (KID is unbiased at any size; its spread is its std, and a capped subset size gets its own warning.)
+FEATURE_DIMS = {"fid": 2048, "fvd": 400}
 
 
 def per_video_table(records: list[VideoRecord]) -> dict[str, dict[str, float]]:
@@ -143,7 +144,7 @@ def aggregate(cfg: EvalConfig, records: list[VideoRecord], status: dict[str, str
                     out[name] = {**_ok(fid_from_features(real, fake), better), "protocol": cfg.fid.protocol}
                 else:
                     out[name] = {**_ok(fvd_from_features(real, fake), better), "protocol": cfg.fvd.protocol}
-                warning = _sample_warning(name, len(real))
+                warning = _sample_warning(name, len(real)) if name in FEATURE_DIMS else None
                 if warning:
                     out[name]["warning"] = "; ".join(filter(None, [out[name].get("warning"), warning]))
         elif name.endswith("av_offset_abs"):

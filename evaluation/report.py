@@ -61,9 +61,8 @@ def markdown_table(report: dict) -> str:
     for name, entry in report["metrics"].items():
         value = _fmt(entry["value"]) + (f" ± {entry['std']:.2g}" if entry.get("std") is not None else "")
         truth = _fmt(entry.get("ground_truth"))
-        lines.append(
-            f"| {name} | {value} | {truth} | {entry['better']} | {entry['status']} | {METRICS[name][2]} |"
-        )
+        definition = METRICS[name][2].replace("|", "\\|")  # "|x|" would split the table's cells
+        lines.append(f"| {name} | {value} | {truth} | {entry['better']} | {entry['status']} | {definition} |")
         if entry.get("warning"):
             warnings.append(f"- **{name}**: {entry['warning']}")
     if warnings:

@@ -53,7 +53,7 @@ def test_small_sets_warn_and_kid_subsets_are_bounded(report):
     metrics = report["metrics"]
     assert metrics["fid"]["warning"].startswith("only 10 frames per set for 2048-d features")
     assert metrics["kid"]["subset_size"] == 10 and "std" not in metrics["kid"]
-    assert "one subset, no std" in metrics["kid"]["warning"]
+    assert metrics["kid"]["warning"] == "subset size capped at the 10 samples: one subset, no std"
 
 
 def test_markdown_names_method_split_and_shows_ground_truth_and_per_video_rows(report, tmp_path):
