@@ -62,7 +62,8 @@ FEATURE_DIMS = {"fid": 2048, "fvd": 400}
 
 
 def per_video_table(records: list[VideoRecord]) -> dict[str, dict[str, float]]:
-    """key -> {per-video metric: value} for every value a record has (ground truth's as `gt_<name>`)."""
+    """key -> {per-video metric: value} for every value a record has (ground truth's as `gt_<name>`), plus
+    `sync_error` when SyncNet could not score the video."""
     table = {}
     for record in records:
         row = {"frames": record.values.get("frames")}
@@ -71,6 +72,8 @@ def per_video_table(records: list[VideoRecord]) -> dict[str, dict[str, float]]:
                 value = values.get(group, {}).get(field)
                 if value is not None:
                     row[prefix + name] = value
+            if "error" in values.get("sync", {}):
+                row[prefix + "sync_error"] = values["sync"]["error"]
         table[record.key] = row
     return table
 

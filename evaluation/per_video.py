@@ -109,7 +109,7 @@ class VideoEvaluator:
                 n, (real_start, fake_start) = cfg.fvd.clip_frames, starts
                 record.arrays["fvd_real"] = self._net("i3d")(real[None, real_start : real_start + n])
                 record.arrays["fvd_fake"] = self._net("i3d")(fake[None, fake_start : fake_start + n])
-            record.values["fvd"] = {"clips": int(starts is not None), "real_start": starts and starts[0]}
+            record.values["fvd"] = {"clips": int(starts is not None), "real_start": starts[0] if starts else None}
         if "fsim" in on:
             record.values["fsim"] = self._fsim(clip, real, fake)
         record.values.update(self._self_contained(gen_path, self._audio_path(clip, gen_path), fake, clip))
@@ -154,7 +154,7 @@ class VideoEvaluator:
                 self._net("syncnet"), path, audio[1], s.protocol, length, s.detector_confidence, s.min_track,
                 s.min_face_size,
             )  # fmt: skip
-        except ValueError as err:  # no face track: this clip has no Sync-C/D, the other metrics still count
+        except ValueError as err:  # no face track, too short: no Sync-C/D for this clip, its other metrics count
             return {"error": str(err), "audio": audio[0]}
         return {
             "offset": result.offset,

@@ -243,7 +243,9 @@ def _counts(cfg: EvalConfig, clips: list[Clip], done: list[VideoRecord], failure
     if "sync" in cfg.metrics:
         counts["SyncNet windows"] = total("sync", "windows")
         counts["SyncNet offsets searched"] = f"-{cfg.sync.vshift}..{cfg.sync.vshift}"
-        counts["SyncNet videos without a face track"] = sum("error" in r.values.get("sync", {}) for r in done)
+        counts["SyncNet videos not scored (no face track, too short)"] = sum(
+            "error" in r.values.get("sync", {}) for r in done
+        )
     if "motion_sync" in cfg.metrics:
         counts["ALSE windows"] = total("motion_sync", "windows")
     if "fsim" in cfg.metrics:

@@ -28,8 +28,10 @@ def report():
     cfg.fid.kid = True
     rng = np.random.default_rng(0)
     records = [_record("clipA", 2.0, 7.0, 3, rng), _record("clipB", 4.0, 6.0, -1, rng)]
+    records.append(_record("clipC", 0.0, 6.5, 0, rng))
+    records[2].values["sync"] = {"error": "no face track of more than 100 frames"}  # not scored: left out
     return {
-        "title": _title(cfg, 2),
+        "title": _title(cfg, 3),
         "metrics": aggregate(cfg, records, {"fid": "ok", "sync": "ok"}),
         "per_video": per_video_table(records),
         "failures": {},
@@ -47,21 +49,23 @@ def test_ground_truth_is_aggregated_beside_the_generated_value(report):
     )
     assert "ground_truth" not in metrics["fid"]
     assert report["per_video"]["clipA"]["gt_sync_c"] == 7.0
+    assert report["per_video"]["clipC"]["sync_error"].startswith("no face track")
 
 
 def test_small_sets_warn_and_kid_subsets_are_bounded(report):
     metrics = report["metrics"]
-    assert metrics["fid"]["warning"].startswith("only 10 frames per set for 2048-d features")
-    assert metrics["kid"]["subset_size"] == 10 and "std" not in metrics["kid"]
-    assert metrics["kid"]["warning"] == "subset size capped at the 10 samples: one subset, no std"
+    assert metrics["fid"]["warning"].startswith("only 15 frames per set for 2048-d features")
+    assert metrics["kid"]["subset_size"] == 15 and "std" not in metrics["kid"]
+    assert metrics["kid"]["warning"] == "subset size capped at the 15 samples: one subset, no std"
 
 
 def test_markdown_names_method_split_and_shows_ground_truth_and_per_video_rows(report, tmp_path):
     text = markdown_table(report)
-    assert text.startswith("# Evaluation of MoDA-tiny on bench/hdtf_test.csv (2 clips)\n")
+    assert text.startswith("# Evaluation of MoDA-tiny on bench/hdtf_test.csv (3 clips)\n")
     assert "| sync_c | 3 | 6.5 | higher | ok |" in text
     assert "| clip | frames | sync_c | gt_sync_c | sync_d | gt_sync_d | av_offset | gt_av_offset |" in text
     assert "| clipB | 50 | 4 | 6 | 4 | 2 | -1 | 0 |" in text
-    assert "- **fid**: only 10 frames per set" in text
+    assert "- **fid**: only 15 frames per set" in text
+    assert "| clipC | 50 | – | 6.5 |" in text
     paths = write_report(report, tmp_path)
     assert paths["plot"].stat().st_size > 0 and paths["markdown"].read_text() == text
