@@ -1,7 +1,10 @@
 """From per-video records to benchmark numbers: set metrics over all clips, per-video metrics averaged.
 
 Every metric comes out as {"value", "status", "better"}: status is "ok", or "skipped: <reason>" with value None
-(weights missing, too few clips, no multi-seed samples); a number is never made up.
+(weights missing, too few clips, no multi-seed samples); a number is never made up. Metrics a video gives on its
+own (Sync-C/D, motion sync, pose spread, smoothness) also carry "ground_truth": the same metric on the
+ground-truth videos, when `ground_truth` is on. FID and FVD from fewer samples than feature dimensions carry a
+"warning", and so does KID when its subset size had to be capped.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from evaluation.per_video import MIN_DIVERSITY_SEEDS, VideoRecord
 METRICS: dict[str, tuple[str, str, str]] = {
     "fid": ("fid", "lower", "Fréchet distance of InceptionV3 pool features, real vs generated frames"),
     "kid": ("fid", "lower", "KID (unbiased MMD^2, cubic kernel) of the same features"),
-    "fvd": ("fvd", "lower", "Fréchet distance of I3D logits of 16-frame clips (StyleGAN-V protocol)"),
+    "fvd": ("fvd", "lower", "Fréchet distance of I3D logits of 16-frame clips, covariances / N (StyleGAN-V)"),
     "sync_c": ("sync", "higher", "SyncNet confidence: median - min of the mean distance over offsets"),
     "sync_d": ("sync", "lower", "SyncNet distance at the best offset"),
     "av_offset_abs": ("sync", "lower", "mean |audio-video offset| in frames found by SyncNet"),
@@ -53,15 +56,24 @@ PER_VIDEO = {
 }
 
 
+# Feature dimension of each Fréchet metric: below it the covariance is rank-deficient and the value biased upwards.
+# (KID is unbiased at any size; its spread is its std, and a capped subset size gets its own warning.)
+FEATURE_DIMS = {"fid": 2048, "fvd": 400}
+
+
 def per_video_table(records: list[VideoRecord]) -> dict[str, dict[str, float]]:
-    """key -> {per-video metric: value} for every value a record has."""
+    """key -> {per-video metric: value} for every value a record has (ground truth's as `gt_<name>`), plus
+    `sync_error` when SyncNet could not score the video."""
     table = {}
     for record in records:
         row = {"frames": record.values.get("frames")}
-        for name, (group, field) in PER_VIDEO.items():
-            value = record.values.get(group, {}).get(field)
-            if value is not None:
-                row[name] = value
+        for prefix, values in (("", record.values), ("gt_", record.values.get("gt", {}))):
+            for name, (group, field) in PER_VIDEO.items():
+                value = values.get(group, {}).get(field)
+                if value is not None:
+                    row[prefix + name] = value
+            if "error" in values.get("sync", {}):
+                row[prefix + "sync_error"] = values["sync"]["error"]
         table[record.key] = row
     return table
 
@@ -74,15 +86,35 @@ def _skip(reason: str, better: str) -> dict:
     return {"value": None, "status": f"skipped: {reason}", "better": better}
 
 
-def _mean_of(records: list[VideoRecord], name: str) -> list[float]:
+def _mean_of(records: list[VideoRecord], name: str, gt: bool = False) -> list[float]:
     group, field = PER_VIDEO[name]
-    return [r.values[group][field] for r in records if r.values.get(group, {}).get(field) is not None]
+    sources = [r.values.get("gt", {}) if gt else r.values for r in records]
+    return [v[group][field] for v in sources if v.get(group, {}).get(field) is not None]
+
+
+def _sample_warning(name: str, count: int) -> str | None:
+    dim = FEATURE_DIMS[name]
+    if count >= dim:
+        return None
+    unit = "clips" if name == "fvd" else "frames"
+    return (
+        f"only {count} {unit} per set for {dim}-d features: the covariance is rank-deficient and the value biased "
+        f"upwards; compare only at equal counts (papers use >= 2048 for FVD, >= 10000 for FID)"
+    )
+
+
+def _with_ground_truth(entry: dict, records: list[VideoRecord], name: str) -> dict:
+    offsets = name.endswith("av_offset_abs")
+    values = _mean_of(records, name.removesuffix("_abs") if offsets else name, gt=True)
+    if values:
+        entry["ground_truth"] = float(np.mean(np.abs(values) if offsets else values))
+    return entry
 
 
 def aggregate(cfg: EvalConfig, records: list[VideoRecord], status: dict[str, str]) -> dict[str, dict]:
     """Benchmark metrics of the requested groups; `status[group]` is "ok" or the reason the group was skipped."""
     from evaluation.fid import fid_from_features, kid_from_features
-    from evaluation.frechet import frechet_distance_from_features
+    from evaluation.fvd import fvd_from_features
 
     out: dict[str, dict] = {}
     for name, (group, better, _) in METRICS.items():
@@ -103,19 +135,31 @@ def aggregate(cfg: EvalConfig, records: list[VideoRecord], status: dict[str, str
             if len(real) < 2:
                 unit = "frames" if prefix == "fid" else "clips"
                 out[name] = _skip(f"needs at least 2 {unit} per set, got {len(real)}", better)
-            elif name == "kid":
-                mean, std = kid_from_features(real, fake, cfg.fid.kid_subsets, cfg.fid.kid_subset_size)
-                out[name] = {**_ok(mean, better), "std": std}
             else:
-                compute = fid_from_features if name == "fid" else frechet_distance_from_features
-                out[name] = _ok(compute(real, fake), better)
+                if name == "kid":
+                    mean, std, size = kid_from_features(real, fake, cfg.fid.kid_subsets, cfg.fid.kid_subset_size)
+                    out[name] = {**_ok(mean, better), "subset_size": size}
+                    if std is None:
+                        out[name]["warning"] = f"subset size capped at the {size} samples: one subset, no std"
+                    else:
+                        out[name]["std"] = std
+                elif name == "fid":
+                    out[name] = {**_ok(fid_from_features(real, fake), better), "protocol": cfg.fid.protocol}
+                else:
+                    out[name] = {**_ok(fvd_from_features(real, fake), better), "protocol": cfg.fvd.protocol}
+                warning = _sample_warning(name, len(real)) if name in FEATURE_DIMS else None
+                if warning:
+                    out[name]["warning"] = "; ".join(filter(None, [out[name].get("warning"), warning]))
         elif name.endswith("av_offset_abs"):
             offsets = _mean_of(records, name.removesuffix("_abs"))
-            out[name] = _ok(np.mean(np.abs(offsets)), better) if offsets else _skip("no video scored", better)
+            entry = _ok(np.mean(np.abs(offsets)), better) if offsets else _skip("no video scored", better)
+            out[name] = _with_ground_truth(entry, records, name)
         else:
             values = _mean_of(records, name)
             if values:
-                out[name] = {**_ok(np.mean(values), better), "videos": len(values)}
+                out[name] = _with_ground_truth(
+                    {**_ok(np.mean(values), better), "videos": len(values)}, records, name
+                )
             elif name.startswith("sample_diversity"):
                 out[name] = _skip(
                     f"no clip has >= {MIN_DIVERSITY_SEEDS} seed samples (diversity.seeds, diversity.seed_pattern)",

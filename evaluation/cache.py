@@ -42,6 +42,7 @@ def fingerprint(cfg: EvalConfig, clip: Clip, enabled: set[str], weights: dict[st
         "weights": weights,
         "settings": settings,
         "max_frames": cfg.max_frames,
+        "ground_truth": cfg.ground_truth,
         "fps": cfg.fps,
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()

@@ -10,8 +10,17 @@ from moda_train.core.rates import FPS
 METRICS = ("fid", "fvd", "sync", "motion_sync", "fsim", "diversity", "smoothness")
 
 
+FID_PROTOCOLS = ("clean-fid-legacy-tf", "pytorch-fid")
+FVD_PROTOCOLS = ("stylegan-v",)
+SYNC_PROTOCOLS = ("syncnet_python", "whole_frame")
+
+
 @dataclass
 class FIDConfig:
+    protocol: str = "clean-fid-legacy-tf"
+    """Preprocessing before InceptionV3 (docs/evaluation.md): `clean-fid-legacy-tf` = TF1 `resize_bilinear` to 299
+    and (x - 128) / 128, as clean-fid's legacy_tensorflow mode, torch-fidelity and the original TF FID code;
+    `pytorch-fid` = torch bilinear interpolation (align_corners=False) to 299 and x / 127.5 - 1, as pytorch-fid."""
     frames_per_video: int = 25
     """Frames per video fed to InceptionV3, evenly spaced over the compared frames (same indices for the real
     and the generated video); 0 = every frame."""
@@ -20,28 +29,43 @@ class FIDConfig:
     kid_subsets: int = 100
     """KID: number of random subsets (seeded, so KID is reproducible)."""
     kid_subset_size: int = 1000
-    """KID: features per subset (capped at the smaller set's size)."""
+    """KID: features per subset; capped at the smaller set's size, and then one subset is used (all subsets would
+    be the same set) and no std is reported."""
     batch_size: int = 16
     """Frames per Inception forward pass."""
 
 
 @dataclass
 class FVDConfig:
+    protocol: str = "stylegan-v"
+    """`stylegan-v`: one clip per video, at a random start in the real video and at frame 0 in the generated one,
+    uint8 clips given to StyleGAN-V's I3D with rescale=True, resize=True; covariances divided by N."""
+    seed: int = 0
+    """Seed of the real clips' random starts (with the clip key, so every clip's start is reproducible)."""
     weights: str = ""
     """I3D weights: StyleGAN-V's `i3d_torchscript.pt` or a pytorch-i3d state dict (`rgb_imagenet.pt`-style keys);
     empty = $MODA_I3D_PATH, else weights/i3d_torchscript.pt."""
     clip_frames: int = 16
     """Consecutive frames per I3D clip (StyleGAN-V: 16; I3D needs at least 10)."""
-    clips_per_video: int = 1
-    """Non-overlapping clips per video, evenly spaced from the first frame (same clips for real and generated)."""
     resolution: int = 224
-    """Frames are resized to resolution x resolution (bilinear) and scaled to [-1, 1] before I3D."""
+    """pytorch-i3d state dicts only (the TorchScript I3D resizes itself): frames resized to resolution x
+    resolution (bilinear) and scaled to [-1, 1]."""
     batch_size: int = 4
     """Clips per I3D forward pass."""
 
 
 @dataclass
 class SyncConfig:
+    protocol: str = "syncnet_python"
+    """`syncnet_python`: raw videos through syncnet_python's pipeline (face detection and tracking, its crop, the
+    XVID and JPEG round trips, int16 audio); `whole_frame`: the video already is a face-crop video (whole frame =
+    crop). Exact steps and the remaining differences in docs/evaluation.md."""
+    min_track: int = 100
+    """syncnet_python: a face track needs more than this many detections (its --min_track)."""
+    min_face_size: float = 100.0
+    """syncnet_python: a track's mean box width or height must exceed this, in pixels (its --min_face_size)."""
+    detector_confidence: float = 0.5
+    """syncnet_python: mediapipe face detection score threshold (S3FD's 0.9 is on another scale)."""
     weights: str = ""
     """SyncNet weights (`syncnet_v2.model` of syncnet_python); empty = $MODA_SYNCNET_PATH, else
     weights/syncnet_v2.model."""
@@ -88,6 +112,11 @@ class DiversityConfig:
 
 @dataclass
 class EvalConfig:
+    name: str = ""
+    """Method name for the report's title; empty = the checkpoint path, else the generated_dir."""
+    ground_truth: bool = True
+    """Also score the ground-truth videos with every metric that needs no reference (Sync-C/D, motion sync, pose
+    spread, smoothness): the report's ground-truth column."""
     split: str = ""
     """Benchmark split: a .csv or .jsonl list (columns key, video, optional audio, optional reference_frame,
     optional reference image) or a data_prep `manifest.jsonl` (then `split_name` picks its rows)."""
@@ -155,8 +184,17 @@ class EvalConfig:
             problems.append("max_frames, fid.frames_per_video and fsim.frames_per_video must be >= 0")
         if self.fvd.clip_frames < 10:
             problems.append(f"fvd.clip_frames={self.fvd.clip_frames}: I3D needs at least 10 frames per clip")
-        if self.fvd.clips_per_video < 1 or self.fvd.resolution < 32:
-            problems.append("fvd.clips_per_video must be >= 1 and fvd.resolution >= 32")
+        if self.fvd.resolution < 32:
+            problems.append("fvd.resolution must be >= 32")
+        for key, value, choices in (
+            ("fid.protocol", self.fid.protocol, FID_PROTOCOLS),
+            ("fvd.protocol", self.fvd.protocol, FVD_PROTOCOLS),
+            ("sync.protocol", self.sync.protocol, SYNC_PROTOCOLS),
+        ):
+            if value not in choices:
+                problems.append(f"{key}={value!r}: choose from {', '.join(choices)}")
+        if self.sync.min_track < 1 or self.sync.min_face_size < 0:
+            problems.append("sync.min_track must be >= 1 and sync.min_face_size >= 0")
         if self.sync.vshift < 1:
             problems.append("sync.vshift must be >= 1")
         if self.sync.audio not in ("generated", "split"):

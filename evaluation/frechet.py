@@ -7,8 +7,8 @@ tr((S1 S2)^(1/2)) = tr((S1^(1/2) S2 S1^(1/2))^(1/2)) = sum of sqrt(eigenvalues o
 with S1^(1/2) from `numpy.linalg.eigh` and eigenvalues below zero (round-off of a singular matrix) clipped to 0.
 It is the same quantity pytorch-fid computes with `scipy.linalg.sqrtm(S1 @ S2)`, but symmetric matrices keep it
 real and stable when there are fewer samples than feature dimensions, and it is fast: for 2048-d features
-scipy 1.17's sqrtm took about two minutes on a busy CPU, the eigen route a few seconds. Covariances are unbiased
-(divided by N - 1), as in pytorch-fid.
+scipy 1.17's sqrtm took about two minutes on a busy CPU, the eigen route a few seconds. Covariances are divided by
+N - ddof: ddof=1 (unbiased) as pytorch-fid and clean-fid for FID, ddof=0 as StyleGAN-V's FVD.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ def _checked(features: np.ndarray) -> np.ndarray:
     return features
 
 
-def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean [D] and unbiased covariance [D, D] of features [N, D], in float64."""
+def gaussian_stats(features: np.ndarray, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Mean [D] and covariance [D, D] (divided by N - ddof) of features [N, D], in float64."""
     features = _checked(features)
-    return features.mean(axis=0), np.cov(features, rowvar=False, ddof=1).reshape(features.shape[1], -1)
+    return features.mean(axis=0), np.cov(features, rowvar=False, ddof=ddof).reshape(features.shape[1], -1)
 
 
 def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
@@ -55,22 +55,23 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(max(value, 0.0))
 
 
-def frechet_distance_from_features(features1: np.ndarray, features2: np.ndarray) -> float:
-    """Fréchet distance between the Gaussians fitted to two feature sets [N1, D] and [N2, D].
+def frechet_distance_from_features(features1: np.ndarray, features2: np.ndarray, ddof: int = 1) -> float:
+    """Fréchet distance between the Gaussians fitted to two feature sets [N1, D] and [N2, D] (covariances
+    divided by N - ddof).
 
     With few samples (N1 * N2 <= D^2, e.g. a few hundred frames of 2048-d features) the same number comes from
-    the samples directly: with centred features A1, A2 and S_i = A_i^T A_i / (N_i - 1), the non-zero
-    eigenvalues of S1 S2 are those of (A1 A2^T)(A1 A2^T)^T / ((N1 - 1)(N2 - 1)), so tr((S1 S2)^(1/2)) is the sum
-    of singular values of A1 A2^T / sqrt((N1 - 1)(N2 - 1)): an N1 x N2 problem instead of a D x D one.
+    the samples directly: with centred features A1, A2 and S_i = A_i^T A_i / (N_i - ddof), the non-zero
+    eigenvalues of S1 S2 are those of (A1 A2^T)(A1 A2^T)^T / ((N1 - ddof)(N2 - ddof)), so tr((S1 S2)^(1/2)) is
+    the sum of singular values of A1 A2^T / sqrt((N1 - ddof)(N2 - ddof)): an N1 x N2 problem, not a D x D one.
     """
     f1, f2 = _checked(features1), _checked(features2)
     if f1.shape[1] != f2.shape[1]:
         raise ValueError(f"feature sizes differ: {f1.shape[1]} and {f2.shape[1]}")
     if len(f1) * len(f2) > f1.shape[1] ** 2:
-        return frechet_distance(*gaussian_stats(f1), *gaussian_stats(f2))
+        return frechet_distance(*gaussian_stats(f1, ddof), *gaussian_stats(f2, ddof))
     mean1, mean2 = f1.mean(axis=0), f2.mean(axis=0)
     a1, a2 = f1 - mean1, f2 - mean2
-    scale1, scale2 = len(f1) - 1, len(f2) - 1
+    scale1, scale2 = len(f1) - ddof, len(f2) - ddof
     trace_covmean = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum() / np.sqrt(scale1 * scale2)
     diff = mean1 - mean2
     value = diff @ diff + (a1**2).sum() / scale1 + (a2**2).sum() / scale2 - 2.0 * trace_covmean

@@ -1,12 +1,17 @@
-"""FVD, StyleGAN-V protocol: I3D (Kinetics-400) logits of 16-frame clips, Fréchet distance of the two clip sets.
+"""FVD, StyleGAN-V protocol (`src/metrics/frechet_video_distance.py` there): I3D (Kinetics-400) logits of
+16-frame clips, Fréchet distance of the two clip sets with covariances divided by N.
 
-Each clip: `clip_frames` consecutive frames, resized to 224 x 224 (bilinear, no antialiasing), scaled to [-1, 1],
-fed as [B, 3, T, 224, 224]; the 400 pre-softmax logits are its feature. Weights, from a local file only:
-- StyleGAN-V's `i3d_torchscript.pt` (TorchScript; called as `net(x, rescale=False, resize=False,
-  return_features=True)`, i.e. we do the resizing and scaling ourselves, as StyleGAN-V's FVD does), or
-- a pytorch-i3d state dict (`rgb_imagenet.pt`, keys in evaluation/i3d.py), loaded into `InceptionI3d`.
-Clips are the same for real and generated videos: `clips_per_video` non-overlapping windows, evenly spaced,
-the first starting at frame 0.
+Clips (`fvd_clips`): one per video; in the real video `clip_frames` consecutive frames at a random start
+(StyleGAN-V's dataset with `load_n_consecutive`, random offset; seeded by `fvd.seed` and the clip key), in the
+generated video the first `clip_frames` frames (StyleGAN-V generates t = 0..15, and reads a generated-video folder
+with `load_n_consecutive_random_offset=False`). Videos shorter than a clip are left out (`discard_short_videos`).
+Weights, from a local file only:
+- StyleGAN-V's `i3d_torchscript.pt`: uint8 clips [B, 3, T, H, W] go in as they are, called as
+  `net(x, rescale=True, resize=True, return_features=True)`, exactly StyleGAN-V's call (the network scales to
+  [-1, 1] and resizes to 224 itself);
+- a pytorch-i3d state dict (`rgb_imagenet.pt`, keys in evaluation/i3d.py), loaded into `InceptionI3d`: frames
+  resized to `fvd.resolution` (bilinear, no antialiasing) and scaled to [-1, 1] here. These are not the weights of
+  published FVD, so such numbers are not comparable with papers.
 """
 
 from __future__ import annotations
@@ -25,14 +30,16 @@ from moda_train.core.weights import find_weights
 
 
 class _TorchScriptI3D(nn.Module):
-    """Adapter giving StyleGAN-V's TorchScript detector the same call as InceptionI3d."""
+    """StyleGAN-V's TorchScript detector with StyleGAN-V's call (it takes uint8 clips and preprocesses them)."""
+
+    takes_uint8 = True
 
     def __init__(self, net: torch.jit.ScriptModule) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x, rescale=False, resize=False, return_features=True)
+        return self.net(x, rescale=True, resize=True, return_features=True)
 
 
 def load_i3d(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
@@ -47,15 +54,13 @@ def load_i3d(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     return load_state_dict_checked(InceptionI3d(num_classes), state, path).to(device).eval()
 
 
-def clip_starts(num_frames: int, clip_frames: int, clips_per_video: int) -> list[int]:
-    """Start frames of up to `clips_per_video` non-overlapping clips, evenly spaced from frame 0."""
-    room = num_frames // clip_frames
-    if room == 0:
-        return []
-    count = min(clips_per_video, room)
-    if count == 1:
-        return [0]
-    return [int(round(i * (num_frames - clip_frames) / (count - 1))) for i in range(count)]
+def fvd_clips(key: str, num_frames: int, clip_frames: int, seed: int) -> tuple[int, int] | None:
+    """Start frames (real, generated) of a clip's FVD clips, or None when the video is too short (module doc)."""
+    if num_frames < clip_frames:
+        return None
+    # A stable per-clip seed (not Python's salted hash): a rerun or a worker process draws the same start.
+    rng = np.random.default_rng([seed, *key.encode()])
+    return int(rng.integers(0, num_frames - clip_frames + 1)), 0
 
 
 class I3DFeatures:
@@ -72,6 +77,9 @@ class I3DFeatures:
         out = []
         for start in range(0, len(clips), self.batch_size):
             batch = torch.from_numpy(clips[start : start + self.batch_size]).to(self.device)
+            if getattr(self.net, "takes_uint8", False):
+                out.append(self.net(batch.permute(0, 4, 1, 2, 3)).float().cpu().numpy())  # [N, 3, T, H, W] uint8
+                continue
             n, t = batch.shape[:2]
             x = batch.flatten(0, 1).permute(0, 3, 1, 2).float()  # [N*T, 3, H, W]
             x = F.interpolate(x, size=(self.resolution,) * 2, mode="bilinear", align_corners=False)
@@ -81,5 +89,5 @@ class I3DFeatures:
 
 
 def fvd_from_features(real: np.ndarray, fake: np.ndarray) -> float:
-    """FVD between two sets of I3D clip features [N, 400]."""
-    return frechet_distance_from_features(real, fake)
+    """FVD between two sets of I3D clip features [N, 400], covariances divided by N (StyleGAN-V's FeatureStats)."""
+    return frechet_distance_from_features(real, fake, ddof=0)

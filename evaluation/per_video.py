@@ -18,10 +18,10 @@ from evaluation.config import EvalConfig
 from evaluation.diversity import sample_diversity, temporal_pose_spread
 from evaluation.fid import InceptionFeatures
 from evaluation.fsim import FaceEmbedder
-from evaluation.fvd import I3DFeatures, load_i3d
+from evaluation.fvd import I3DFeatures, fvd_clips, load_i3d
 from evaluation.smoothness import frame_acceleration, motion_jerk
 from evaluation.split import Clip
-from evaluation.sync import SyncScorer
+from evaluation.sync import SyncScorer, score_video
 from evaluation.syncnet import load_syncnet
 from evaluation.video import evenly_spaced, has_audio, load_audio, read_video
 from moda_train.alse_score import ALSEScorer
@@ -104,55 +104,70 @@ class VideoEvaluator:
             record.arrays["fid_fake"] = self._net("inception")(fake[ids])
             record.values["fid"] = {"frames": len(ids)}
         if "fvd" in on:
-            from evaluation.fvd import clip_starts
-
-            starts = clip_starts(length, cfg.fvd.clip_frames, cfg.fvd.clips_per_video)
-            if starts:
-                n = cfg.fvd.clip_frames
-                record.arrays["fvd_real"] = self._net("i3d")(np.stack([real[s : s + n] for s in starts]))
-                record.arrays["fvd_fake"] = self._net("i3d")(np.stack([fake[s : s + n] for s in starts]))
-            record.values["fvd"] = {"clips": len(starts)}
-        if "sync" in on:
-            record.values["sync"] = self._sync(clip, gen_path, fake)
+            starts = fvd_clips(clip.key, length, cfg.fvd.clip_frames, cfg.fvd.seed)
+            if starts is not None:
+                n, (real_start, fake_start) = cfg.fvd.clip_frames, starts
+                record.arrays["fvd_real"] = self._net("i3d")(real[None, real_start : real_start + n])
+                record.arrays["fvd_fake"] = self._net("i3d")(fake[None, fake_start : fake_start + n])
+            record.values["fvd"] = {"clips": int(starts is not None), "real_start": starts[0] if starts else None}
         if "fsim" in on:
             record.values["fsim"] = self._fsim(clip, real, fake)
-        if on & {"diversity", "smoothness", "motion_sync"}:
-            motion = self._motion(fake)
-            record.arrays["motion"] = motion
-            if "motion_sync" in on:
-                record.values["motion_sync"] = self._motion_sync(clip, gen_path, motion)
-            if "diversity" in on:
-                record.values["diversity"] = {"pose_spread": temporal_pose_spread(motion)}
-                record.values["diversity"].update(self._sample_diversity(clip, motion))
-            if "smoothness" in on:
-                jerk = motion_jerk(motion)
-                record.values["smoothness"] = {
-                    "motion_jerk_expression": jerk["expression"],
-                    "motion_jerk_pose": jerk["pose"],
-                    "frame_acceleration": frame_acceleration(fake),
-                }
+        record.values.update(self._self_contained(gen_path, self._audio_path(clip, gen_path), fake, clip))
+        if cfg.ground_truth:
+            gt = self._self_contained(clip.video, ("split", clip.audio or clip.video), real, None)
+            record.values["gt"] = gt
         return record
 
-    def _audio(self, clip: Clip, gen_path: Path) -> tuple[str, np.ndarray]:
+    def _self_contained(self, path: Path, audio: tuple[str, Path], frames: np.ndarray, clip: Clip | None) -> dict:
+        """The metrics one video gives without its ground truth: sync, motion sync, pose spread, smoothness
+        (sample diversity too when `clip` is given: its other seeds are generated videos)."""
+        on, values = self.enabled, {}
+        if "sync" in on:
+            values["sync"] = self._sync(path, audio, len(frames))
+        if on & {"diversity", "smoothness", "motion_sync"}:
+            motion = self._motion(frames)
+            if "motion_sync" in on:
+                values["motion_sync"] = self._motion_sync(audio, motion)
+            if "diversity" in on:
+                values["diversity"] = {"pose_spread": temporal_pose_spread(motion)}
+                if clip is not None:
+                    values["diversity"].update(self._sample_diversity(clip, motion))
+            if "smoothness" in on:
+                jerk = motion_jerk(motion)
+                values["smoothness"] = {
+                    "motion_jerk_expression": jerk["expression"],
+                    "motion_jerk_pose": jerk["pose"],
+                    "frame_acceleration": frame_acceleration(frames),
+                }
+        return values
+
+    def _audio_path(self, clip: Clip, gen_path: Path) -> tuple[str, Path]:
         # The generated file's own track is what a viewer hears; the split's audio is the fallback.
         if self.cfg.sync.audio == "generated" and has_audio(gen_path):
-            return "generated", load_audio(gen_path)
-        return "split", load_audio(clip.audio or clip.video)
+            return "generated", gen_path
+        return "split", Path(clip.audio or clip.video)
 
-    def _sync(self, clip: Clip, gen_path: Path, fake: np.ndarray) -> dict:
-        source, audio = self._audio(clip, gen_path)
-        result = self._net("syncnet")(fake, audio)
+    def _sync(self, path: Path, audio: tuple[str, Path], length: int) -> dict:
+        s = self.cfg.sync
+        try:
+            result, info = score_video(
+                self._net("syncnet"), path, audio[1], s.protocol, length, s.detector_confidence, s.min_track,
+                s.min_face_size,
+            )  # fmt: skip
+        except ValueError as err:  # no face track, too short: no Sync-C/D for this clip, its other metrics count
+            return {"error": str(err), "audio": audio[0]}
         return {
             "offset": result.offset,
             "sync_c": result.sync_c,
             "sync_d": result.sync_d,
             "windows": result.windows,
-            "audio": source,
+            "audio": audio[0],
             "mdist": result.mdist,
+            **info,
         }
 
-    def _motion_sync(self, clip: Clip, gen_path: Path, motion: np.ndarray) -> dict:
-        source, audio = self._audio(clip, gen_path)
+    def _motion_sync(self, audio_source: tuple[str, Path], motion: np.ndarray) -> dict:
+        source, audio = audio_source[0], load_audio(audio_source[1])
         features = self._net("audio_features").extract(audio, len(motion))
         result = self._net("alse").score_sync(motion, features)
         return {
@@ -194,7 +209,7 @@ def _audio_features(evaluator: VideoEvaluator):
 
 # network name -> builder from the evaluator (its config, and other networks it depends on)
 NETWORKS: dict[str, Callable[[VideoEvaluator], object]] = {
-    "inception": lambda ev: InceptionFeatures(ev.cfg.device, ev.cfg.fid.batch_size),
+    "inception": lambda ev: InceptionFeatures(ev.cfg.device, ev.cfg.fid.batch_size, ev.cfg.fid.protocol),
     "i3d": lambda ev: I3DFeatures(
         load_i3d(resolve_weights("i3d", ev.cfg.fvd.weights), ev.cfg.device),
         ev.cfg.fvd.resolution,

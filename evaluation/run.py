@@ -176,15 +176,48 @@ def evaluate(cfg: EvalConfig, resolved: DictConfig | None = None, progress: bool
 
     done = [records[c.key] for c in clips if records.get(c.key) is not None]
     report = {
+        "title": _title(cfg, len(clips)),
         "metrics": aggregate(cfg, done, status),
         "per_video": per_video_table(done),
         "failures": failures,
-        "protocol": {"counts": _counts(cfg, clips, done, failures), "weights": weights},
+        "protocol": {
+            "counts": _counts(cfg, clips, done, failures),
+            "weights": weights,
+            **_protocols(cfg, status),
+        },
         "versions": package_versions(),
         "config": OmegaConf.to_container(resolved if resolved is not None else OmegaConf.structured(cfg)),
     }
     write_report(report, out_dir)
     return report
+
+
+def _title(cfg: EvalConfig, num_clips: int) -> dict:
+    """What the report is about: method (name, else checkpoint, else generated_dir), split, clip count."""
+    method = cfg.name or cfg.checkpoint or cfg.generated_dir
+    split = cfg.split + (f" (split {cfg.split_name})" if cfg.split.endswith("manifest.jsonl") else "")
+    return {"method": method, "checkpoint": cfg.checkpoint or None, "split": split, "clips": num_clips}
+
+
+def _protocols(cfg: EvalConfig, status: dict[str, str]) -> dict:
+    """The named protocol of every set metric and Sync-C/D that ran, with Sync's detector and known differences."""
+    from evaluation.sync import DIFFERENCES, detector_description
+
+    out = {}
+    if status.get("fid") == "ok":
+        out["fid"] = {"protocol": cfg.fid.protocol}
+    if status.get("fvd") == "ok":
+        out["fvd"] = {"protocol": cfg.fvd.protocol, "clip_frames": cfg.fvd.clip_frames, "seed": cfg.fvd.seed}
+    if status.get("sync") == "ok":
+        out["sync"] = {
+            "protocol": cfg.sync.protocol,
+            "differences from syncnet_python": DIFFERENCES[cfg.sync.protocol],
+        }
+        if cfg.sync.protocol == "syncnet_python":
+            out["sync"]["detector"] = detector_description(cfg.sync.detector_confidence)
+            out["sync"]["min_track"] = cfg.sync.min_track
+            out["sync"]["min_face_size"] = cfg.sync.min_face_size
+    return out
 
 
 def _counts(cfg: EvalConfig, clips: list[Clip], done: list[VideoRecord], failures: dict) -> dict:
@@ -200,14 +233,19 @@ def _counts(cfg: EvalConfig, clips: list[Clip], done: list[VideoRecord], failure
     if "fid" in cfg.metrics:
         counts["FID frames per set"] = total("fid", "frames")
         counts["FID frame sampling"] = f"{cfg.fid.frames_per_video or 'all'} evenly spaced frames per video"
+        counts["FID preprocessing"] = cfg.fid.protocol
     if "fvd" in cfg.metrics:
         counts["FVD clips per set"] = total("fvd", "clips")
         counts["FVD clip"] = (
-            f"{cfg.fvd.clip_frames} frames at {cfg.fvd.resolution} px, up to {cfg.fvd.clips_per_video}/video"
+            f"{cfg.fvd.clip_frames} frames, one clip per video: random start (seed {cfg.fvd.seed}) in the real "
+            "video, frame 0 in the generated one"
         )
     if "sync" in cfg.metrics:
         counts["SyncNet windows"] = total("sync", "windows")
         counts["SyncNet offsets searched"] = f"-{cfg.sync.vshift}..{cfg.sync.vshift}"
+        counts["SyncNet videos not scored (no face track, too short)"] = sum(
+            "error" in r.values.get("sync", {}) for r in done
+        )
     if "motion_sync" in cfg.metrics:
         counts["ALSE windows"] = total("motion_sync", "windows")
     if "fsim" in cfg.metrics:

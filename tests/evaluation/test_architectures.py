@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.fvd import I3DFeatures, clip_starts, load_i3d
+from evaluation.fvd import I3DFeatures, fvd_clips, load_i3d
 from evaluation.i3d import InceptionI3d
 from evaluation.syncnet import SyncNet, load_syncnet
 from moda_train.core.weights import WeightsMissing, resolve_weights
@@ -84,24 +84,30 @@ def test_i3d_state_dict_loads_and_gives_400_logits(tmp_path):
 
 
 class _StyleGANVLike(torch.nn.Module):
-    """Same call signature as StyleGAN-V's i3d_torchscript.pt; softmax unless return_features is set."""
+    """Same call signature as StyleGAN-V's i3d_torchscript.pt: rescale maps 0..255 to [-1, 1] inside; softmax
+    unless return_features is set; the flags StyleGAN-V's FVD passes are required here."""
 
     def __init__(self):
         super().__init__()
         self.proj = torch.nn.Linear(3, 400)
 
     def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False):
-        logits = self.proj(x.mean(dim=(2, 3, 4)))
+        if not (rescale and resize and x.dtype == torch.uint8):
+            raise RuntimeError("called unlike StyleGAN-V's FVD")
+        logits = self.proj((x.float() / 127.5 - 1).mean(dim=(2, 3, 4)))
         return logits if return_features else logits.softmax(dim=-1)
 
 
-def test_i3d_torchscript_is_called_for_features(tmp_path):
+def test_i3d_torchscript_gets_uint8_clips_with_stylegan_v_flags(tmp_path):
     path = tmp_path / "i3d_torchscript.pt"
     scripted = torch.jit.script(_StyleGANVLike())
     scripted.save(str(path))
-    loaded = load_i3d(path)
-    x = torch.rand(2, 3, 16, 8, 8) * 2 - 1
-    torch.testing.assert_close(loaded(x), scripted(x, return_features=True))
+    clips = np.random.default_rng(0).integers(0, 256, (3, 16, 20, 24, 3), dtype=np.uint8)
+    features = I3DFeatures(load_i3d(path), batch_size=2)(clips)
+    expected = scripted(
+        torch.from_numpy(clips).permute(0, 4, 1, 2, 3), rescale=True, resize=True, return_features=True
+    )
+    np.testing.assert_allclose(features, expected.detach().numpy(), rtol=1e-6)
 
 
 def test_wrong_i3d_file_names_the_bad_keys(tmp_path):
@@ -113,11 +119,13 @@ def test_wrong_i3d_file_names_the_bad_keys(tmp_path):
         load_i3d(path)
 
 
-def test_clip_starts_are_even_and_non_overlapping():
-    assert clip_starts(100, 16, 1) == [0]
-    assert clip_starts(100, 16, 3) == [0, 42, 84]
-    assert clip_starts(40, 16, 5) == [0, 24]  # only two fit
-    assert clip_starts(15, 16, 1) == []
+def test_fvd_clips_random_in_real_video_first_in_generated_and_reproducible():
+    starts = {fvd_clips(f"clip{i}", 100, 16, seed=0) for i in range(20)}
+    assert all(fake == 0 and 0 <= real <= 84 for real, fake in starts)
+    assert len({real for real, _ in starts}) > 5  # random per clip, not one fixed place
+    assert fvd_clips("clip3", 100, 16, seed=0) == fvd_clips("clip3", 100, 16, seed=0)
+    assert fvd_clips("short", 15, 16, seed=0) is None  # discard_short_videos
+    assert fvd_clips("exact", 16, 16, seed=0) == (0, 0)
 
 
 def test_syncnet_has_the_syncnet_python_layout(tmp_path):

@@ -58,7 +58,61 @@ def test_kid_is_seeded_and_grows_with_noise(features):
     low = kid_from_features(clean, noisy[15], subsets=20, subset_size=6)
     high = kid_from_features(clean, noisy[60], subsets=20, subset_size=6)
     assert low == kid_from_features(clean, noisy[15], subsets=20, subset_size=6)
-    assert high[0] > low[0]
+    assert high[0] > low[0] and low[2] == 6 and low[1] > 1e-6
+
+
+def _unbiased_mmd(x: np.ndarray, y: np.ndarray) -> float:
+    # Written out again: mean of k over distinct pairs within each set, minus twice the cross mean.
+    k = lambda a, b: (a @ b.T / a.shape[1] + 1) ** 3  # noqa: E731
+    n, m = len(x), len(y)
+    kxx, kyy = k(x, x), k(y, y)
+    return (
+        (kxx.sum() - np.trace(kxx)) / (n * (n - 1))
+        + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        - 2 * k(x, y).mean()
+    )
+
+
+def test_kid_subset_size_is_bounded_by_the_sample_count(features):
+    clean, noisy = features  # 8 features per set
+    mean, std, size = kid_from_features(clean, noisy[15], subsets=50, subset_size=1000)
+    assert size == 8 and std is None  # one subset: the whole sets; no 1e-16 "spread" of identical subsets
+    assert mean == pytest.approx(_unbiased_mmd(clean.astype(np.float64), noisy[15].astype(np.float64)), rel=1e-9)
+
+
+def _tf1_resize_by_grid_sample(x: torch.Tensor, size: int) -> torch.Tensor:
+    # TF1 resize_bilinear(align_corners=False) emulated another way (as NVIDIA's FID network does it): an affine
+    # grid shifted by half a pixel of the input minus half a pixel of the output, border padding.
+    n, c, h, w = x.shape
+    theta = torch.eye(2, 3, dtype=x.dtype).repeat(n, 1, 1)
+    theta[:, 0, 2] = 1 / w - 1 / size
+    theta[:, 1, 2] = 1 / h - 1 / size
+    grid = torch.nn.functional.affine_grid(theta, [n, c, size, size], align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@pytest.mark.slow
+def test_each_protocol_equals_an_independent_computation_of_its_preprocessing():
+    images = _real_images()[:4]  # 128 px: both protocols upsample
+    other = np.ascontiguousarray(images[:, ::-1])
+    x = torch.from_numpy(np.concatenate([images, other])).permute(0, 3, 1, 2).double()
+    net = torch.jit.load(str(inception_weights_path())).eval()
+    by_hand = {
+        "clean-fid-legacy-tf": (_tf1_resize_by_grid_sample(x, 299) - 128) / 128,
+        # pytorch-fid: ToTensor (x / 255), F.interpolate bilinear, then normalize_input: 2 x - 1.
+        "pytorch-fid": 2 * torch.nn.functional.interpolate(x / 255, size=(299, 299), mode="bilinear") - 1,
+    }
+    fids = {}
+    for protocol, inputs in by_hand.items():
+        with torch.inference_mode():
+            expected = net(inputs.float()).numpy()
+        got = InceptionFeatures(batch_size=8, protocol=protocol)(np.concatenate([images, other]))
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+        fids[protocol] = fid_from_features(got[:4], got[4:])
+        assert fids[protocol] == pytest.approx(fid_from_features(expected[:4], expected[4:]), rel=1e-4)
+    assert fids["clean-fid-legacy-tf"] != pytest.approx(fids["pytorch-fid"], rel=1e-3)  # the protocols differ
+    with pytest.raises(ValueError, match="unknown FID protocol"):
+        InceptionFeatures(protocol="torch-fidelity")
 
 
 def test_bad_input_is_named():
