@@ -74,7 +74,7 @@ def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
                 try:
                     from moda_train.perception.motion import get_motion_extractor
                 except ImportError as err:
-                    raise WeightsMissing(f"data_prep's motion extractor is not available ({err})") from err
+                    raise WeightsMissing(f"the motion extractor is not available ({err})") from err
                 try:
                     extractor = get_motion_extractor(cfg.motion.extractor)
                 except FileNotFoundError as err:  # e.g. the liveportrait backend without its weights

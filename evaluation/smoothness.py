@@ -2,7 +2,7 @@
 
 - `motion_jerk`: mean over frames of the Euclidean norm of the second temporal difference of the motion,
   m[t+1] - 2 m[t] + m[t-1] (raw motion units per frame^2), separately for expression (63) and pose (7). On motion
-  re-extracted from the video by data_prep's extractor, or on a method's motion output directly.
+  re-extracted from the video by the perception layer's extractor, or on a method's motion output directly.
 - `frame_acceleration`: the same second difference on pixels: mean absolute value over pixels and frames, in
   0..255 grey levels; needs no extractor and sees flicker the motion parameters cannot (texture, background).
 

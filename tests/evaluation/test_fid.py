@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 import skimage.data
 from skimage.transform import resize
 
