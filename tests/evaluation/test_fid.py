@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-import torch
 import skimage.data
+import torch
 from skimage.transform import resize
 
 from evaluation.fid import InceptionFeatures, fid_from_features, inception_weights_path, kid_from_features
