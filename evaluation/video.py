@@ -49,7 +49,7 @@ def has_audio(path: str | Path) -> bool:
 
 
 def load_audio(path: str | Path) -> np.ndarray:
-    """16 kHz mono float32 audio of a file (the perception layer's loader, the one data_prep uses, so evaluation hears what training heard)."""
+    """16 kHz mono float32 audio of a file (the loader data_prep uses: evaluation hears what training heard)."""
     from moda_train.perception.audio import load_audio as _load
 
     return _load(str(path), sample_rate=SAMPLE_RATE)
