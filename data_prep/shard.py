@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns 2 on a configuration error (before any work), 0 on success."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg, _ = load_config(args.config, args.overrides, schema=ShardConfig)
+    cfg, _ = load_config(args.config, args.overrides, schema=ShardConfig, group="data_prep")
     try:
         if args.dry_run:
             tasks, backends, _ = prepare(cfg)

@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     show = "--print-config" in argv
     argv = [a for a in argv if a != "--print-config"]
-    cfg, resolved = load_config(argv[0], argv[1:], schema=EvalConfig)
+    cfg, resolved = load_config(argv[0], argv[1:], schema=EvalConfig, group="eval")
     if show:
         print(OmegaConf.to_yaml(resolved))
         return 0
