@@ -14,6 +14,7 @@ import venv
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from moda_train.data.synthetic import write_synthetic_shards
 
@@ -80,13 +81,17 @@ def test_wheel_runs_jobs_from_an_empty_folder(installed, tmp_path):
     assert "task: mmdit" in printed
 
     shards = write_synthetic_shards(tmp_path / "shards", num_clips=4, frames=100, val_clips=0)
-    _run(
+    log = _run(
         [
             str(bin_dir / "moda-train"), "vae_tiny_cpu", f"data.train_shards={shards}/train-*.tar",
             "data.val_shards=", f"data.stats_path={shards}/stats.json", "train.max_steps=2", "data.num_workers=0",
-            "train.out_dir=runs",
+            "train.out_dir=runs", "train.log_every_n_steps=1",
         ],
         tmp_path,
         env,
     )  # fmt: skip
-    assert (tmp_path / "runs" / "vae_tiny_cpu" / "checkpoints" / "last.ckpt").is_file()
+    run_dir = tmp_path / "runs" / "vae_tiny_cpu"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert "step 2/2 (100%)" in log, log  # the step progress, in its plain form (stdout is a pipe here)
+    scalars = EventAccumulator(str(run_dir / "tensorboard")).Reload().Tags()["scalars"]
+    assert "train/loss" in scalars and "hp_metric" not in scalars

@@ -23,6 +23,7 @@ from moda_train.launch.strategies import build_strategy
 from moda_train.lit.alse_module import ALSELightningModule
 from moda_train.lit.callbacks import FinalCheckpoint, ThroughputLogger
 from moda_train.lit.mmdit_module import MoDALightningModule
+from moda_train.lit.progress import StepProgress, quiet_lightning
 from moda_train.lit.vae_module import MotionVAELightningModule
 
 # task -> LightningModule class; every module takes (config dict, motion stats).
@@ -77,12 +78,14 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
         LearningRateMonitor(logging_interval="step"),
         ThroughputLogger(),
         PreemptionCallback(),
+        StepProgress(windows_per_step=train.global_batch_size),
     ]
     if cfg.data.val_shards:
         callbacks.append(
             ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1)
         )
     devices, num_nodes = trainer_devices(train)
+    quiet_lightning()
     trainer = L.Trainer(
         default_root_dir=run_dir,
         max_steps=train.max_steps,
@@ -92,7 +95,7 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
         precision=train.precision,
         strategy=build_strategy(train, timeout=timedelta(seconds=train.dist_timeout_s)),
         plugins=build_plugins(train),
-        logger=TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""),
+        logger=TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="", default_hp_metric=False),
         callbacks=callbacks,
         log_every_n_steps=train.log_every_n_steps,
         check_val_every_n_epoch=None,
