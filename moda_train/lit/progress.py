@@ -2,10 +2,10 @@
 
 Lightning's own bar counts batches per epoch, and our epochs are a fixed number of resampled windows, so it shows
 `Epoch 78/-2 ... 4/4`. `StepProgress` counts what a run is configured by: optimizer steps out of
-`train.max_steps`, with the training loss, windows per second (all ranks) and the time left. On a terminal it is one
-tqdm bar; when stdout is not a terminal (a Slurm log, a pipe) it prints a plain line every `interval_s` seconds, at
-the first step and at the last, so `tail -f` of a log reads like a table. Each validation gets one line of its
-headline values. Only rank 0 reports.
+`train.max_steps`, with the training loss, windows per second (all ranks) and the time left. On a terminal it is
+one tqdm bar; when stdout is not a terminal (a Slurm log, a pipe) it prints a plain line every `interval_s`
+seconds, at the first step and at the last, so `tail -f` of a log reads like a table. Each validation gets one
+line of its headline values. Only rank 0 reports.
 """
 
 from __future__ import annotations
