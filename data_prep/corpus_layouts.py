@@ -106,9 +106,9 @@ def generic_sources(cfg: InputConfig, corpus: str) -> list[ClipSource]:
             )
         return sources
 
-    labels = Path(cfg.annotations)
+    labels = cfg.annotations_path()
     if not labels.is_file():
-        raise ValueError(f"input.annotations={cfg.annotations!r}: file not found")
+        raise ValueError(f"input.annotations={cfg.annotations!r}: file not found at {labels}")
     with labels.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows or "path" not in rows[0]:
@@ -138,9 +138,9 @@ def generic_sources(cfg: InputConfig, corpus: str) -> list[ClipSource]:
 def hdtf_sources(cfg: InputConfig, corpus: str) -> list[ClipSource]:
     """HDTF: a text file of `<video> <start>-<end> [<start>-<end> ...]` lines (the annotation-time files of the
     HDTF release); a line with no range takes the whole video. Speaker = video name without its `_NNN` suffix."""
-    listing = Path(cfg.annotations)
+    listing = cfg.annotations_path()
     if not listing.is_file():
-        raise ValueError(f"input.annotations={cfg.annotations!r}: HDTF clip list not found")
+        raise ValueError(f"input.annotations={cfg.annotations!r}: HDTF clip list not found at {listing}")
     root = Path(cfg.root)
     sources = []
     for number, raw in enumerate(listing.read_text().splitlines(), start=1):
@@ -200,9 +200,9 @@ def celebvhq_sources(cfg: InputConfig, corpus: str) -> list[ClipSource]:
     """CelebV-HQ: `celebvhq_info.json` (`clips: {clip_id: {ytb_id, duration: {start_sec, end_sec},
     attributes: {emotion: ...}}}`). Uses `<root>/<clip_id>.mp4` (already cut) when present, otherwise the range
     of `<root>/<ytb_id>.mp4`. Speaker = ytb_id (one source video shows one celebrity)."""
-    info_path = Path(cfg.annotations)
+    info_path = cfg.annotations_path()
     if not info_path.is_file():
-        raise ValueError(f"input.annotations={cfg.annotations!r}: CelebV-HQ JSON not found")
+        raise ValueError(f"input.annotations={cfg.annotations!r}: CelebV-HQ JSON not found at {info_path}")
     try:
         clips = json.loads(info_path.read_text())["clips"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:

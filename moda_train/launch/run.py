@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from moda_train.core.config_loader import save_config
+from moda_train.core.config_loader import ConfigError, save_config
 from moda_train.core.stats import MotionStats
 from moda_train.data.datamodule import MotionDataModule
 from moda_train.experiment import TrainConfig
@@ -113,13 +113,16 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
 
 def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> Path:
     """Train `cfg` (a typed experiment); returns the run folder."""
+    try:  # before the run folder exists: a wrong path is a config error, not a half-made run
+        stats = MotionStats.load(cfg.data.stats_path)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"data.stats_path={cfg.data.stats_path!r}: {err}") from err
     L.seed_everything(cfg.train.seed, workers=True)
     run_dir = Path(cfg.train.out_dir) / run_name(cfg.train, experiment_path)
     tree.train.run_name = run_dir.name
     if world_info_from_env().global_rank == 0:
         save_config(tree, run_dir / "config.yaml")
     datamodule = MotionDataModule(cfg.data, cfg.train.micro_batch_size, cfg.train.seed)
-    stats = MotionStats.load(cfg.data.stats_path)
     trainer = build_trainer(cfg, run_dir)
     # Not under trainer.init_module(empty_init=True): that turns the model's nn.init calls into no-ops. ZeRO-3
     # still partitions at construction, because Lightning wraps DeepSpeed model setup in deepspeed.zero.Init.

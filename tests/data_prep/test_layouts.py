@@ -172,3 +172,16 @@ def test_no_speaker_in_two_splits():
     pairs = [("a", None), ("a", None), ("b", "test"), ("b", None), ("c", None)]
     splits = speaker_splits(pairs, 0.3, 0.3, seed=1)
     assert set(splits) == {"a", "b", "c"} and splits["b"] == "test"
+
+
+def test_relative_annotations_follow_input_root(tmp_path, monkeypatch):
+    corpus = tmp_path / "elsewhere" / "videos"
+    corpus.mkdir(parents=True)
+    (corpus / "labels.csv").write_text("path,speaker\na.mp4,s1\n")
+    (tmp_path / "elsewhere" / "list.csv").write_text("path,speaker\nb.mp4,s2\n")
+    monkeypatch.chdir(tmp_path)  # neither file is reachable from the working folder by its relative name
+    inside = list_sources(InputConfig(root=str(corpus), annotations="labels.csv"), "generic")
+    beside = list_sources(InputConfig(root=str(corpus), annotations="../list.csv"), "generic")
+    assert [s.source for s in inside] == ["a.mp4"] and [s.source for s in beside] == ["b.mp4"]
+    with pytest.raises(ValueError, match=f"input.annotations='nope.csv': file not found at {corpus / 'nope.csv'}"):
+        list_sources(InputConfig(root=str(corpus), annotations="nope.csv"), "generic")
