@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate talking-head videos from a photo and speech with a trained MMDiT checkpoint.",
     )
     parser.add_argument("--checkpoint", required=True, help="MMDiT checkpoint (.ckpt) from moda_train.train")
-    parser.add_argument("--image", required=True, help="reference photo with one face (jpg, png, ...)")
+    parser.add_argument(
+        "--image", required=True, help="reference photo with one face (jpg, png, ...), or a video: its first frame"
+    )
     parser.add_argument("--audio", required=True, help="speech: any file ffmpeg reads (wav, mp3, m4a, mp4, ...)")
     parser.add_argument("--emotion", default=None, help="emotion name (e.g. happiness) or class id 0..8")
     parser.add_argument("--guidance-audio", type=float, default=None, help="audio guidance (default: config)")

@@ -46,16 +46,6 @@ def recorded_motion_backend(module: MoDALightningModule) -> str:
     return backend_name(read_stats_file(stats_path).get("motion_backend"))
 
 
-def read_video_frame(path: str | os.PathLike, index: int) -> np.ndarray:
-    """Frame `index` (at 25 fps) of a video as uint8 RGB [H, W, 3], read with data_prep's decoder."""
-    from moda_train.perception.decode import FrameReader
-
-    frames = next(FrameReader(str(path)).read(np.array([index / FPS]), chunk=1), None)
-    if frames is None or len(frames) == 0:
-        raise ValueError(f"cannot read frame {index} of {path}")
-    return frames[0]
-
-
 def reference_face(
     image: np.ndarray,
     extractor: MotionExtractor,
