@@ -26,7 +26,7 @@ python -m moda_train.train configs/experiments/alse_tiny_cpu.yaml train.out_dir=
 
 step "5/7 MMDiT (tiny) with the ALSE loss -> $RUNS/mmdit_tiny_cpu"
 python -m moda_train.train configs/experiments/mmdit_tiny_cpu.yaml train.out_dir="$RUNS" \
-  sync.checkpoint="$RUNS/alse_tiny_cpu/checkpoints/last.ckpt"
+  sync.checkpoint="$RUNS/alse_tiny_cpu/checkpoints/best.ckpt"
 CHECKPOINT="$RUNS/mmdit_tiny_cpu/checkpoints/last.ckpt"
 
 step "6/7 generate a video from a test speaker's first frame and speech -> $OUT/generated"
@@ -37,7 +37,7 @@ python -m moda_train.generate --checkpoint "$CHECKPOINT" --image demo/videos/spk
 
 step "7/7 evaluate the checkpoint on the demo test split -> $OUT/eval"
 python -m evaluation.run configs/eval/demo_checkpoint.yaml checkpoint="$CHECKPOINT" out_dir="$OUT/eval" \
-  motion_sync.checkpoint="$RUNS/alse_tiny_cpu/checkpoints/last.ckpt"
+  motion_sync.checkpoint="$RUNS/alse_tiny_cpu/checkpoints/best.ckpt"
 
 step "done in $(($(date +%s) - start)) s"
 cat <<EOF
