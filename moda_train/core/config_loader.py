@@ -132,15 +132,15 @@ def load_config(
         defaults = body.pop("defaults", {}) or {}
         if not isinstance(defaults, dict):
             raise ConfigError(f"{path}: `defaults` must map config groups to preset names")
-        for group, preset in defaults.items():
-            preset_file = _preset_path(group, str(preset), path.parent)
+        for preset_group, preset in defaults.items():
+            preset_file = _preset_path(preset_group, str(preset), path.parent)
             if not preset_file.is_file():
-                available = config_names(group)
+                available = config_names(preset_group)
                 raise ConfigError(
-                    f"{path}: defaults.{group}={preset!r}: no file {preset_file}"
+                    f"{path}: defaults.{preset_group}={preset!r}: no file {preset_file}"
                     + (f" (presets: {', '.join(available)})" if available else "")
                 )
-            presets.append((str(preset_file), {group: _read_yaml(preset_file)}))
+            presets.append((str(preset_file), {preset_group: _read_yaml(preset_file)}))
 
     if isinstance(schema, Mapping):
         task = body.get("task", next(iter(schema)))

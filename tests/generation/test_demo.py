@@ -87,9 +87,13 @@ def test_upload_photo_and_speech_get_a_playable_video(server, browser, photo, tm
     WebDriverWait(browser, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "input[type=file]")) >= 2)
     image_input, audio_input = browser.find_elements(By.CSS_SELECTOR, "input[type=file]")[:2]
     assert "image" in image_input.get_attribute("accept") and "audio" in audio_input.get_attribute("accept")
+    icons = len(browser.find_elements(By.CSS_SELECTOR, "img[src]"))  # the page's own icons are images too
     image_input.send_keys(str(photo_file))
     audio_input.send_keys(speech)
-    WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "audio, img[src]"))
+    # both uploads done: the photo is shown as one more image, the speech as an audio player
+    WebDriverWait(browser, 60).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "img[src]")) > icons and d.find_elements(By.TAG_NAME, "audio")
+    )
     browser.find_element(By.XPATH, "//button[normalize-space()='Generate']").click()
 
     video = WebDriverWait(browser, 300, poll_frequency=1).until(
