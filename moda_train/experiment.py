@@ -1,7 +1,7 @@
 """The experiment schema: every config group a training job reads, with its defaults.
 
-An experiment YAML fills this schema (see `moda_train.core.config_loader.load_config`); `python -m moda_train.train --help`
-prints it. Recipes differ only in YAML, never in code.
+An experiment YAML fills this schema (see `moda_train.core.config_loader.load_config`);
+`python -m moda_train.train --help` prints it. Recipes differ only in YAML, never in code.
 """
 
 from __future__ import annotations

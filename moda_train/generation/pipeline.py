@@ -1,4 +1,4 @@
-"""Photo + speech -> talking-head videos with a trained MMDiT checkpoint: `GenerationPipeline` and `generate_video`.
+"""Photo + speech -> talking-head videos with a trained MMDiT checkpoint: `GenerationPipeline`, `generate_video`.
 
 The pipeline reuses the perception layer: mediapipe face detection and the square crop of
 `moda_train.perception.face_crop`, the motion extractor the training shards were made with (identity keypoints

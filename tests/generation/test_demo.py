@@ -92,7 +92,9 @@ def test_upload_photo_and_speech_get_a_playable_video(server, browser, photo, tm
     audio_input.send_keys(speech)
     # both uploads done: the photo is shown as one more image, the speech as an audio player
     WebDriverWait(browser, 60).until(
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, "img[src]")) > icons and d.find_elements(By.TAG_NAME, "audio")
+        lambda d: (
+            len(d.find_elements(By.CSS_SELECTOR, "img[src]")) > icons and d.find_elements(By.TAG_NAME, "audio")
+        )
     )
     browser.find_element(By.XPATH, "//button[normalize-space()='Generate']").click()
 

@@ -61,7 +61,7 @@ KEYPOINT_LANDMARKS = (
 )
 """mediapipe FaceMesh landmark index of each of the 21 keypoints (see the table above)."""
 INNER_LIP_KEYPOINTS = ((14, 12, 19), (14, 17, 19))
-"""Upper and lower inner-lip chains over the keypoints, corner to corner (for `moda_train.perception.face_warp`)."""
+"""Upper and lower inner-lip chains over the keypoints, corner to corner (for moda_train.perception.face_warp)."""
 RIGID_LANDMARKS = (
     # forehead and temples along the upper face oval
     10, 338, 297, 332, 284, 251, 389, 356, 454, 109, 67, 103, 54, 21, 162, 127, 234, 151, 9, 8,
