@@ -20,13 +20,16 @@ $(STAMP): setup.cfg pyproject.toml requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	touch $(STAMP)
 
-# Optional system packages: espeak-ng gives the demo corpus real synthetic speech (a built-in fallback voice is
-# used without it). Installed only when running as root with apt-get available.
+# Optional system packages, installed only when running as root with apt-get available: espeak-ng gives the demo
+# corpus real synthetic speech (a built-in fallback voice is used without it); chromium and chromium-driver run the
+# web demo's browser test (skipped without them).
+SYSTEM_PACKAGES := espeak-ng chromium chromium-driver
 system-deps:
-	@if command -v espeak-ng >/dev/null; then echo "espeak-ng present"; \
+	@missing=""; for cmd in espeak-ng chromium chromedriver; do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	if [ -z "$$missing" ]; then echo "system packages present"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null; \
-	else echo "espeak-ng not installed: the demo corpus will use its built-in fallback voice"; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	else echo "not installed:$$missing (espeak-ng: fallback voice; chromium: the browser test is skipped)"; fi
 
 quickstart: setup system-deps
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/quickstart.sh

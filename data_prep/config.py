@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from omegaconf import MISSING
 
@@ -27,7 +28,8 @@ class InputConfig:
     annotations: str = ""
     """Labels/annotation file: generic = CSV with a `path` column and optional speaker, emotion, split columns;
     hdtf = text file of `<video> <start>-<end> ...` lines (required); celebvhq = `celebvhq_info.json`
-    (required); mead = unused. Relative paths are taken from the working directory."""
+    (required); mead = unused. A relative path is taken from input.root (so overriding input.root moves both);
+    an absolute path is used as is."""
     corpus: str = ""
     """Corpus name written into meta.json and the clip keys; empty means the layout's name."""
     extensions: list[str] = field(default_factory=lambda: [".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v"])
@@ -38,6 +40,10 @@ class InputConfig:
     prefix and video index dropped: `WDA_AmyKlobuchar1_000` -> `AmyKlobuchar`); generic: the path below
     input.root without ending, for rows without a CSV speaker (default: first sub-folder, else the file name).
     Not used by mead and celebvhq, whose speakers come from the layout itself."""
+
+    def annotations_path(self) -> Path:
+        """`annotations` as a path: relative ones are inside (or beside, with `..`) input.root."""
+        return Path(self.root) / self.annotations  # pathlib keeps an absolute right-hand side as it is
 
 
 @dataclass

@@ -160,9 +160,9 @@ def generic_sources(cfg: InputConfig, corpus: str) -> list[ClipSource]:
             sources.append(ClipSource(str(path), rel.as_posix(), make_key(corpus, *_key_parts(rel)), speaker))
         return sources
 
-    labels = Path(cfg.annotations)
+    labels = cfg.annotations_path()
     if not labels.is_file():
-        raise ValueError(f"input.annotations={cfg.annotations!r}: file not found")
+        raise ValueError(f"input.annotations={cfg.annotations!r}: file not found at {labels}")
     with labels.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows or "path" not in rows[0]:
@@ -194,9 +194,9 @@ def hdtf_sources(cfg: InputConfig, corpus: str) -> list[ClipSource]:
     HDTF release); a line with no range takes the whole video. Speaker = the person: `input.speaker_pattern`
     (default HDTF_SPEAKER_PATTERN) on the video name, which drops the set prefix, the video index and the clip
     index (`WDA_AmyKlobuchar1_000` -> `AmyKlobuchar`)."""
-    listing = Path(cfg.annotations)
+    listing = cfg.annotations_path()
     if not listing.is_file():
-        raise ValueError(f"input.annotations={cfg.annotations!r}: HDTF clip list not found")
+        raise ValueError(f"input.annotations={cfg.annotations!r}: HDTF clip list not found at {listing}")
     root = Path(cfg.root)
     sources = []
     for number, raw in enumerate(listing.read_text().splitlines(), start=1):
@@ -257,9 +257,9 @@ def celebvhq_sources(cfg: InputConfig, corpus: str) -> list[ClipSource]:
     """CelebV-HQ: `celebvhq_info.json` (`clips: {clip_id: {ytb_id, duration: {start_sec, end_sec},
     attributes: {emotion: ...}}}`). Uses `<root>/<clip_id>.mp4` (already cut) when present, otherwise the range
     of `<root>/<ytb_id>.mp4`. Speaker = ytb_id (one source video shows one celebrity)."""
-    info_path = Path(cfg.annotations)
+    info_path = cfg.annotations_path()
     if not info_path.is_file():
-        raise ValueError(f"input.annotations={cfg.annotations!r}: CelebV-HQ JSON not found")
+        raise ValueError(f"input.annotations={cfg.annotations!r}: CelebV-HQ JSON not found at {info_path}")
     try:
         clips = json.loads(info_path.read_text())["clips"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:

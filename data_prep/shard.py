@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     # Intermixed: options may come before, between or after the key=value overrides.
     args = build_parser().parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg, _ = load_config(args.config, args.overrides, schema=ShardConfig)
+    cfg, _ = load_config(args.config, args.overrides, schema=ShardConfig, group="data_prep")
     try:
         if args.dry_run:
             tasks, backends, _ = prepare(cfg)

@@ -174,7 +174,12 @@ class EvalConfig:
             raise ValueError("generation_seeds is empty: give at least one seed")
         if self.checkpoint and len(self.generation_seeds) >= 3 and not self.diversity.seeds:
             self.diversity.seeds = list(self.generation_seeds)
-        problems = [f"{name} is required" for name in ("split", "generated_dir") if not getattr(self, name)]
+        problems = [] if self.split else ["split is required (a CSV or a data_prep manifest.jsonl)"]
+        if not self.generated_dir:
+            problems.append(
+                "nothing to score: set checkpoint= (an MMDiT checkpoint: generate the split, then score it) "
+                "or generated_dir= (a folder of videos already generated)"
+            )
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
             problems.append(f"metrics: unknown {', '.join(unknown)} (choose from {', '.join(METRICS)})")

@@ -125,6 +125,11 @@ def _generate(cfg: EvalConfig, clips: list[Clip], progress: bool) -> None:
 
 def evaluate(cfg: EvalConfig, resolved: DictConfig | None = None, progress: bool = True) -> dict:
     """Run the whole evaluation (module docstring) and return the report dict that is written as metrics.json."""
+    if cfg.checkpoint and not Path(cfg.checkpoint).exists():
+        raise FileNotFoundError(
+            f"checkpoint={cfg.checkpoint!r}: no such checkpoint (train one with moda-train, "
+            "or set generated_dir= to score videos generated elsewhere)"
+        )
     clips = load_split(cfg.split, cfg.split_name, cfg.video_root)
     if cfg.checkpoint:
         _generate(cfg, clips, progress)
@@ -265,13 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     show = "--print-config" in argv
     argv = [a for a in argv if a != "--print-config"]
-    cfg, resolved = load_config(argv[0], argv[1:], schema=EvalConfig)
+    cfg, resolved = load_config(argv[0], argv[1:], schema=EvalConfig, group="eval")
     if show:
         print(OmegaConf.to_yaml(resolved))
         return 0
     try:
         report = evaluate(cfg, resolved)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:  # bad input (split, checkpoint, videos): one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(Path(cfg.out_dir, "report.md").read_text())

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from moda_train.core.optional import EXTRAS, missing_extra_message
 from moda_train.core.weights import WeightsMissing
 
 
@@ -27,6 +28,8 @@ def package_file(package: str, relative: str) -> Path:
     """
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
+        if package in EXTRAS:
+            raise WeightsMissing(missing_extra_message(package, f"its {relative}"))
         raise WeightsMissing(f"package {package!r} is not installed (it ships {relative})")
     path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():

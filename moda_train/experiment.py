@@ -195,5 +195,6 @@ EXPERIMENTS: dict[str, type] = {"mmdit": MMDiTExperiment, "vae": VAEExperiment, 
 def load_experiment(
     path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
 ) -> tuple[Any, DictConfig]:
-    """An experiment YAML + overrides, typed by the schema its `task` key names (default: mmdit)."""
-    return load_config(path, overrides, schema=EXPERIMENTS)
+    """An experiment YAML (or the name of a shipped one) + overrides, typed by the schema its `task` key names
+    (default: mmdit)."""
+    return load_config(path, overrides, schema=EXPERIMENTS, group="experiments")

@@ -1,6 +1,6 @@
 """Talking-head videos from a photo and speech with a trained MMDiT checkpoint.
 
-    python -m moda_train.generate --checkpoint runs/mmdit_tiny_cpu/checkpoints/last.ckpt \\
+    moda-generate --checkpoint runs/mmdit_tiny_cpu/checkpoints/last.ckpt \\
         --image photo.jpg --audio speech.wav --seeds 0 1 2 --out outputs/generated
 
 writes `<out>/<name>_seed<k>.mp4` (25 fps, the input audio muxed in) and `<name>_seed<k>.npy` (the generated
@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-import torch
-
-from moda_train.generation.pipeline import generate_video
+from moda_train.generation.inputs import load_image, load_speech
 
 
 def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
@@ -33,11 +33,13 @@ def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m moda_train.generate",
+        prog="moda-generate",
         description="Generate talking-head videos from a photo and speech with a trained MMDiT checkpoint.",
     )
     parser.add_argument("--checkpoint", required=True, help="MMDiT checkpoint (.ckpt) from moda_train.train")
-    parser.add_argument("--image", required=True, help="reference photo with one face (jpg, png, ...)")
+    parser.add_argument(
+        "--image", required=True, help="reference photo with one face (jpg, png, ...), or a video: its first frame"
+    )
     parser.add_argument("--audio", required=True, help="speech: any file ffmpeg reads (wav, mp3, m4a, mp4, ...)")
     parser.add_argument("--emotion", default=None, help="emotion name (e.g. happiness) or class id 0..8")
     parser.add_argument("--guidance-audio", type=float, default=None, help="audio guidance (default: config)")
@@ -60,31 +62,50 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: 0 on success, 1 with a one-line error for bad input."""
+    """CLI entry point: 0 on success, 1 with a one-line error for bad input.
+
+    The photo, the speech and the checkpoint path are checked before torch and the model are imported (which
+    takes seconds), so a wrong file fails at once.
+    """
     args = build_parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
-        paths = generate_video(
-            args.checkpoint,
-            args.image,
-            args.audio,
-            args.out,
-            emotion=args.emotion,
-            guidance_audio=args.guidance_audio,
-            guidance_emotion=args.guidance_emotion,
-            seeds=args.seeds,
-            name=args.name,
-            progress=not args.no_progress,
-            steps=args.steps,
-            audio_backend=args.audio_backend,
-            audio_options=_key_values(args.audio_option, "--audio-option"),
-            motion_backend=args.motion_backend,
-            motion_options=_key_values(args.motion_option, "--motion-option"),
-        )
-    except (FileNotFoundError, ValueError, ImportError) as err:
+        photo, wave = load_image(args.image), load_speech(args.audio)
+        if not Path(args.checkpoint).exists():
+            raise FileNotFoundError(f"checkpoint not found: {args.checkpoint} (train one with moda-train)")
+    except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    import torch
+
+    from moda_train.generation.pipeline import generate_video
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with warnings.catch_warnings():
+        # library warnings (e.g. audio shorter than one window) as one plain line each, when they happen
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, *rest, **kw: print(f"warning: {message}", file=sys.stderr)
+        try:
+            paths = generate_video(
+                args.checkpoint,
+                photo,
+                wave,
+                args.out,
+                emotion=args.emotion,
+                guidance_audio=args.guidance_audio,
+                guidance_emotion=args.guidance_emotion,
+                seeds=args.seeds,
+                name=args.name or f"{Path(args.image).stem}_{Path(args.audio).stem}",
+                progress=not args.no_progress,
+                steps=args.steps,
+                audio_backend=args.audio_backend,
+                audio_options=_key_values(args.audio_option, "--audio-option"),
+                motion_backend=args.motion_backend,
+                motion_options=_key_values(args.motion_option, "--motion-option"),
+            )
+        except (FileNotFoundError, ValueError, ImportError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     for path in paths:
         print(f"{path}  (motion: {path.with_suffix('.npy')})")
     return 0

@@ -26,26 +26,18 @@ python -m moda_train.train configs/experiments/alse_tiny_cpu.yaml train.out_dir=
 
 step "5/7 MMDiT (tiny) with the ALSE loss -> $RUNS/mmdit_tiny_cpu"
 python -m moda_train.train configs/experiments/mmdit_tiny_cpu.yaml train.out_dir="$RUNS" \
-  sync.checkpoint="$RUNS/alse_tiny_cpu/checkpoints/last.ckpt"
+  sync.checkpoint="$RUNS/alse_tiny_cpu/checkpoints/best.ckpt"
 CHECKPOINT="$RUNS/mmdit_tiny_cpu/checkpoints/last.ckpt"
 
 step "6/7 generate a video from a test speaker's first frame and speech -> $OUT/generated"
-mkdir -p "$OUT"
-# the first test-split clip of the manifest: its first frame is the photo, its speech the audio
-TEST_VIDEO=$(python - <<'PY'
-import json
-rows = [json.loads(line) for line in open("demo/shards/manifest.jsonl")]
-print("demo/videos/" + next(row["source"] for row in rows if row.get("split") == "test" and row.get("status", "ok") == "ok"))
-PY
-)
-python -c "import av, sys; frame = next(av.open(sys.argv[1]).decode(video=0)); frame.to_image().save(sys.argv[2])" \
-  "$TEST_VIDEO" "$OUT/reference.png"
-python -m moda_train.generate --checkpoint "$CHECKPOINT" --image "$OUT/reference.png" --audio "$TEST_VIDEO" \
-  --out "$OUT/generated" --name demo
+# spk05 is the demo corpus's test speaker (data_prep.demo_corpus gives the last speaker the test split); a video
+# as --image means its first frame
+python -m moda_train.generate --checkpoint "$CHECKPOINT" --image demo/videos/spk05_000.mp4 \
+  --audio demo/videos/spk05_000.mp4 --out "$OUT/generated" --name demo
 
 step "7/7 evaluate the checkpoint on the demo test split -> $OUT/eval"
 python -m evaluation.run configs/eval/demo_checkpoint.yaml checkpoint="$CHECKPOINT" out_dir="$OUT/eval" \
-  motion_sync.checkpoint="$RUNS/alse_tiny_cpu/checkpoints/last.ckpt"
+  motion_sync.checkpoint="$RUNS/alse_tiny_cpu/checkpoints/best.ckpt"
 
 step "done in $(($(date +%s) - start)) s"
 cat <<EOF

@@ -21,7 +21,7 @@ def layer(module: str) -> str:
         return "job"
     if len(parts) > 1 and parts[1] in ("core", "perception", "generation"):
         return parts[1]
-    if len(parts) > 1 and parts[1] == "generate":
+    if len(parts) > 1 and parts[1] in ("generate", "demo"):  # the generation CLIs
         return "generation"
     return "training"
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from moda_train.core.config_loader import CONFIGS_ROOT, ConfigError, save_config
+from moda_train.core.config_loader import CONFIGS_ROOT, ConfigError, find_config_file, save_config
 from moda_train.experiment import EXPERIMENTS as TASKS
 from moda_train.experiment import load_experiment
 from moda_train.models.config import ModelConfig
@@ -135,3 +135,31 @@ def test_cli_bad_override_fails_before_work(tmp_path):
 def test_empty_override_means_empty_string():
     typed, _ = load_experiment(TINY, ["data.val_shards="])
     assert typed.data.val_shards == ""
+
+
+def test_configs_are_found_by_name_and_by_readme_path_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ here: both forms must resolve to the shipped file
+    by_name, _ = load_experiment("vae_tiny_cpu")
+    by_path, _ = load_experiment("configs/experiments/vae_tiny_cpu.yaml")
+    assert by_name == by_path and by_name.task == "vae"
+    assert find_config_file("configs/deepspeed/zero2.json") == CONFIGS_ROOT / "deepspeed" / "zero2.json"
+    # a file in the working folder wins over a shipped one of the same name
+    (tmp_path / "configs" / "experiments").mkdir(parents=True)
+    local = tmp_path / "configs" / "experiments" / "vae_tiny_cpu.yaml"
+    local.write_text("task: vae\ndefaults:\n  data: demo\ntrain:\n  max_steps: 7\n")
+    assert load_experiment("configs/experiments/vae_tiny_cpu.yaml")[0].train.max_steps == 7
+
+
+def test_unknown_config_name_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match=r"config file not found: nope \(shipped experiments: .*mmdit_tiny_cpu"):
+        load_experiment("nope")
+
+
+def test_cli_lists_experiments():
+    out = subprocess.run(
+        [sys.executable, "-m", "moda_train.train", "--list-experiments"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "mmdit_tiny_cpu" in out and "quickstart" in out

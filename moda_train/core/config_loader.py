@@ -11,6 +11,12 @@ An experiment YAML may start with a `defaults:` mapping from config group to pre
 Presets are partial overrides over the dataclass defaults. Merge order: schema defaults, presets (in the order
 listed), the experiment body, command-line overrides. Every problem (unknown key, wrong type, missing value,
 failed check) raises one `ConfigError` that names the key and the file or override it came from.
+
+Where the configs live (`CONFIGS_ROOT`): `$MODA_CONFIGS` if set; else the copy shipped inside the installed package
+(`moda_train/configs`, present in a wheel install); else the repository's `configs/` folder (a checkout or an
+editable install). A config named on the command line is found as given, else (when it starts with `configs/`)
+under CONFIGS_ROOT, else by bare name in its group: `mmdit_tiny_cpu` is `configs/experiments/mmdit_tiny_cpu.yaml`.
+So every command of the README also works from any folder once the package is installed.
 """
 
 from __future__ import annotations
@@ -28,7 +34,16 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-CONFIGS_ROOT = Path(os.environ.get("MODA_CONFIGS", Path(__file__).resolve().parents[2] / "configs"))
+
+def _configs_root() -> Path:
+    if os.environ.get("MODA_CONFIGS"):
+        return Path(os.environ["MODA_CONFIGS"])
+    package = Path(__file__).resolve().parent.parent
+    shipped = package / "configs"  # setup.py maps the repository's configs/ here in a built wheel
+    return shipped if shipped.is_dir() else package.parent / "configs"
+
+
+CONFIGS_ROOT = _configs_root()
 
 
 class ConfigError(ValueError):
@@ -47,6 +62,31 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(content, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     return content
+
+
+def config_names(group: str) -> list[str]:
+    """The configs shipped in one group (`experiments`, `data_prep`, `eval`, `model`, ...), by name."""
+    return sorted(p.stem for p in (CONFIGS_ROOT / group).glob("*.yaml"))
+
+
+def find_config_file(path: str | Path, group: str | None = None) -> Path:
+    """A config file as given, else under CONFIGS_ROOT (paths starting `configs/`), else by name in `group`.
+
+    Raises `ConfigError` naming what was looked for and, with a group, the names that exist.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    candidates = []
+    if not path.is_absolute() and path.parts[:1] == ("configs",):
+        candidates.append(CONFIGS_ROOT.joinpath(*path.parts[1:]))
+    if group is not None and len(path.parts) == 1:
+        candidates.append(CONFIGS_ROOT / group / (path.name if path.suffix else f"{path.name}.yaml"))
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    known = f" (shipped {group}: {', '.join(config_names(group))})" if group and config_names(group) else ""
+    raise ConfigError(f"config file not found: {path}{known}")
 
 
 def _preset_path(group: str, preset: str, relative_to: Path) -> Path:
@@ -76,29 +116,31 @@ def load_config(
     overrides: list[str] | tuple[str, ...] = (),
     *,
     schema: type | Mapping[str, type],
+    group: str | None = None,
 ) -> tuple[Any, DictConfig]:
     """Build a typed config from an experiment YAML plus `key=value` overrides.
 
     `schema` is a dataclass, or a mapping from task name to dataclass: then the YAML's `task` key picks one.
+    `group` (e.g. `experiments`) lets `path` be a bare config name, found as `find_config_file` says.
     Returns the dataclass instance (checks run) and the resolved OmegaConf tree (for saving).
     """
     body: dict[str, Any] = {}
     presets: list[tuple[str, dict[str, Any]]] = []
     if path is not None:
-        path = Path(path)
+        path = find_config_file(path, group)
         body = _read_yaml(path)
         defaults = body.pop("defaults", {}) or {}
         if not isinstance(defaults, dict):
             raise ConfigError(f"{path}: `defaults` must map config groups to preset names")
-        for group, preset in defaults.items():
-            preset_file = _preset_path(group, str(preset), path.parent)
+        for preset_group, preset in defaults.items():
+            preset_file = _preset_path(preset_group, str(preset), path.parent)
             if not preset_file.is_file():
-                available = sorted(p.stem for p in (CONFIGS_ROOT / group).glob("*.yaml"))
+                available = config_names(preset_group)
                 raise ConfigError(
-                    f"{path}: defaults.{group}={preset!r}: no file {preset_file}"
+                    f"{path}: defaults.{preset_group}={preset!r}: no file {preset_file}"
                     + (f" (presets: {', '.join(available)})" if available else "")
                 )
-            presets.append((str(preset_file), {group: _read_yaml(preset_file)}))
+            presets.append((str(preset_file), {preset_group: _read_yaml(preset_file)}))
 
     if isinstance(schema, Mapping):
         task = body.get("task", next(iter(schema)))

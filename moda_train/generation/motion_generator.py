@@ -22,6 +22,7 @@ Several seeds are generated in one batch; seed k's motion does not depend on whi
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from scipy.ndimage import uniform_filter1d
 from tqdm import tqdm
 
 from moda_train.core.motion_layout import MOTION_DIM, NULL_EMOTION, POSE
-from moda_train.core.rates import SAMPLES_PER_FRAME
+from moda_train.core.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from moda_train.core.stats import backend_name, read_stats_file
 from moda_train.flow.sampler import sample
 from moda_train.lit.mmdit_module import MoDALightningModule
@@ -212,6 +213,13 @@ class MotionGenerator:
         if wave.ndim != 1:
             raise ValueError(f"wave must be mono float32 [N] at 16 kHz, got shape {wave.shape}")
         num_frames = frames_for_samples(len(wave)) if num_frames is None else num_frames
+        if num_frames < self.window:
+            warnings.warn(
+                f"the audio is {len(wave) / SAMPLE_RATE:.2f} s ({num_frames} frames), shorter than one "
+                f"{self.window}-frame window ({self.window / FPS:.1f} s): the video will be {num_frames} frames "
+                "long, cut from one window padded with silence",
+                stacklevel=2,
+            )
         plan = WindowPlan(num_frames, self.window, self.overlap)
         out = np.zeros((len(seeds), plan.padded_frames, MOTION_DIM), dtype=np.float32)  # normalised units
         for start, window in tqdm(

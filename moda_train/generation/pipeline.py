@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -23,10 +22,11 @@ from moda_train.core.checkpoint import load_module
 from moda_train.core.motion_layout import NULL_EMOTION, emotion_index
 from moda_train.core.rates import FPS, SAMPLE_RATE
 from moda_train.core.stats import backend_name, read_stats_file
+from moda_train.generation.inputs import load_image, load_speech
 from moda_train.generation.motion_generator import MotionGenerator, check_audio_backend_name
 from moda_train.generation.render import ReferenceFace, Renderer, WarpRenderer
 from moda_train.lit.mmdit_module import MoDALightningModule
-from moda_train.perception.audio import get_audio_extractor, load_audio
+from moda_train.perception.audio import get_audio_extractor
 from moda_train.perception.config import FaceConfig
 from moda_train.perception.face_crop import FaceDetector, crop_square
 from moda_train.perception.motion import MotionExtractor, get_motion_extractor
@@ -44,28 +44,6 @@ def recorded_motion_backend(module: MoDALightningModule) -> str:
     if not stats_path.is_file():
         return ""
     return backend_name(read_stats_file(stats_path).get("motion_backend"))
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """A photo file (jpg, png, webp, bmp, tiff, ...) as uint8 RGB [H, W, 3]; a clear error if it cannot be read."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    # imdecode rather than imread: it reads any path Python can open, and grey or RGBA photos come back as BGR.
-    image = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read image {path}: not an image format OpenCV decodes")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def read_video_frame(path: str | os.PathLike, index: int) -> np.ndarray:
-    """Frame `index` (at 25 fps) of a video as uint8 RGB [H, W, 3], read with data_prep's decoder."""
-    from moda_train.perception.decode import FrameReader
-
-    frames = next(FrameReader(str(path)).read(np.array([index / FPS]), chunk=1), None)
-    if frames is None or len(frames) == 0:
-        raise ValueError(f"cannot read frame {index} of {path}")
-    return frames[0]
 
 
 def reference_face(
@@ -174,8 +152,8 @@ class GenerationPipeline:
 
 def generate_video(
     checkpoint: str | os.PathLike,
-    image: str | os.PathLike,
-    audio: str | os.PathLike,
+    image: str | os.PathLike | np.ndarray,
+    audio: str | os.PathLike | np.ndarray,
     out_dir: str | os.PathLike = "outputs/generated",
     emotion: str | int | None = None,
     guidance_audio: float | None = None,
@@ -185,15 +163,21 @@ def generate_video(
     progress: bool = True,
     **pipeline_options: Any,
 ) -> list[Path]:
-    """Videos of the photo at `image` speaking the audio file `audio` (any format/rate ffmpeg reads), one per
-    seed: `<out_dir>/<name>_seed<k>.mp4` + `.npy`. `name` defaults to `<photo stem>_<audio stem>`; emotion is a
-    name (e.g. "happiness") or class id, None for none; guidance scales default to the checkpoint's config.
-    Extra keyword options go to `GenerationPipeline` (audio/motion backend and options, steps, renderer, ...)."""
-    photo = load_image(image)
-    wave = load_audio(audio, SAMPLE_RATE)
+    """Videos of the photo `image` speaking `audio`, one per seed: `<out_dir>/<name>_seed<k>.mp4` + `.npy`.
+
+    `image` is a photo file or uint8 RGB [H, W, 3]; `audio` any file ffmpeg reads or a float32 16 kHz mono wave
+    (both as `moda_train.generation.inputs` reads them). Files are read, and fail, before the checkpoint loads.
+    `name` defaults to `<photo stem>_<audio stem>` (required for arrays); emotion is a name (e.g. "happiness")
+    or class id, None for none; guidance scales default to the checkpoint's config. Extra keyword options go to
+    `GenerationPipeline` (audio/motion backend and options, steps, renderer, ...)."""
+    photo = image if isinstance(image, np.ndarray) else load_image(image)
+    wave = audio if isinstance(audio, np.ndarray) else load_speech(audio)
     emotion_id = NULL_EMOTION if emotion is None else emotion_index(emotion)
+    if name is None:
+        if isinstance(image, np.ndarray) or isinstance(audio, np.ndarray):
+            raise ValueError("name is required when the image or the audio is given as an array")
+        name = f"{Path(image).stem}_{Path(audio).stem}"
     pipeline = GenerationPipeline(
         checkpoint, guidance_audio=guidance_audio, guidance_emotion=guidance_emotion, **pipeline_options
     )
-    name = name or f"{Path(image).stem}_{Path(audio).stem}"
     return pipeline.run(photo, wave, out_dir, name, seeds, emotion_id, progress)

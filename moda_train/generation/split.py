@@ -12,7 +12,8 @@ from tqdm import tqdm
 from moda_train.core.files import link_or_copy
 from moda_train.core.motion_layout import NULL_EMOTION, emotion_index
 from moda_train.core.rates import SAMPLE_RATE
-from moda_train.generation.pipeline import GenerationPipeline, load_image, read_video_frame
+from moda_train.generation.inputs import load_image, read_video_frame
+from moda_train.generation.pipeline import GenerationPipeline
 from moda_train.perception.audio import load_audio
 
 

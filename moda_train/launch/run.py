@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from moda_train.core.config_loader import save_config
+from moda_train.core.config_loader import ConfigError, save_config
 from moda_train.core.stats import MotionStats
 from moda_train.data.datamodule import MotionDataModule
 from moda_train.data.shard_check import check_shard_spec
@@ -32,6 +32,7 @@ from moda_train.lit.alse_module import ALSELightningModule
 from moda_train.lit.callbacks import FinalCheckpoint, ThroughputLogger
 from moda_train.lit.guards import TrainingGuard
 from moda_train.lit.mmdit_module import MoDALightningModule
+from moda_train.lit.progress import StepProgress, quiet_lightning
 from moda_train.lit.vae_module import MotionVAELightningModule
 
 # task -> LightningModule class; every module takes (config dict, motion stats).
@@ -76,12 +77,14 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
         PreemptionCallback(),
         FiniteWeightsCheck(),
         TrainingGuard(train.max_bad_steps),
+        StepProgress(windows_per_step=train.global_batch_size),
     ]
     if cfg.data.val_shards:
         callbacks.append(
             ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1)
         )
     devices, num_nodes = trainer_devices(train)
+    quiet_lightning()
     trainer = L.Trainer(
         default_root_dir=run_dir,
         max_steps=train.max_steps,
@@ -94,7 +97,7 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
         ),
         # DeepSpeed writes its own folders (AtomicDeepSpeedStrategy); every other strategy saves through this.
         plugins=build_plugins(train) + ([] if train.strategy == "deepspeed" else [AtomicCheckpointIO()]),
-        logger=TensorBoardLogger(save_dir=run_dir, name="tensorboard", version=""),
+        logger=TensorBoardLogger(save_dir=run_dir, name="tensorboard", version="", default_hp_metric=False),
         callbacks=callbacks,
         log_every_n_steps=train.log_every_n_steps,
         check_val_every_n_epoch=None,
@@ -116,6 +119,10 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
     check_shard_spec(cfg.data.train_shards, "data.train_shards")
     if cfg.data.val_shards:
         check_shard_spec(cfg.data.val_shards, "data.val_shards")
+    try:  # before the run folder exists: a wrong path is a config error, not a half-made run
+        stats = MotionStats.load(cfg.data.stats_path)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"data.stats_path={cfg.data.stats_path!r}: {err}") from err
     L.seed_everything(cfg.train.seed, workers=True)
     run_dir = Path(cfg.train.out_dir) / run_name(cfg.train, experiment_path)
     tree.train.run_name = run_dir.name
@@ -125,7 +132,6 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
     if world_info_from_env().global_rank == 0:  # only once the resume checks passed
         save_config(tree, run_dir / "config.yaml")
     datamodule = MotionDataModule(cfg.data, cfg.train.micro_batch_size, cfg.train.seed)
-    stats = MotionStats.load(cfg.data.stats_path)
     trainer = build_trainer(cfg, run_dir)
     # Not under trainer.init_module(empty_init=True): that turns the model's nn.init calls into no-ops. ZeRO-3
     # still partitions at construction, because Lightning wraps DeepSpeed model setup in deepspeed.zero.Init.

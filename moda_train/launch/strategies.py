@@ -23,6 +23,7 @@ from lightning.pytorch.strategies import DDPStrategy, Strategy
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from typing_extensions import override
 
+from moda_train.core.config_loader import ConfigError, find_config_file
 from moda_train.experiment import TrainConfig
 from moda_train.launch.checkpointing import AtomicDeepSpeedStrategy
 
@@ -80,14 +81,11 @@ class CPUDeepSpeedStrategy(AtomicDeepSpeedStrategy):
 
 
 def resolve_config_path(path: str | Path) -> Path:
-    """Find a config file given relative to the current directory or, failing that, to the repository root."""
-    path = Path(path)
-    candidates = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"train.deepspeed_config={str(path)!r}: no such file (looked at {tried})")
+    """Find a DeepSpeed JSON relative to the current directory or, for `configs/...`, among the shipped configs."""
+    try:
+        return find_config_file(path)
+    except ConfigError as err:
+        raise FileNotFoundError(f"train.deepspeed_config={str(path)!r}: {err}") from err
 
 
 def load_deepspeed_config(path: str | Path) -> dict[str, Any]:

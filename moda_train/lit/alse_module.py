@@ -104,9 +104,12 @@ class ALSELightningModule(L.LightningModule):
         vshift = self.cfg.alse.vshift
         offsets = np.arange(vshift, -vshift - 1, -1)  # mdist[k] belongs to offset vshift - k
         figure, axis = plt.subplots(figsize=(6, 3.5))
-        for result in results[:8]:
-            axis.plot(offsets, result.mdist, alpha=0.7)
+        for index, result in enumerate(results[:8]):
+            best = int(offsets[int(np.argmin(result.mdist))])
+            axis.plot(offsets, result.mdist, alpha=0.7, label=f"window {index}: min at {best:+d}")
+        axis.axvline(0, color="k", linewidth=0.8, linestyle=":", label="in sync (0)")
         axis.set(xlabel="offset (frames; + = mouth lags audio)", ylabel="mean embedding distance")
+        axis.legend(fontsize=7, ncol=2)
         axis.set_title("ALSE offset search on ground-truth validation windows")
         figure.tight_layout()
         experiment.add_figure("val/sync_distance_curve", figure, global_step=self.global_step)

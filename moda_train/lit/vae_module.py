@@ -154,6 +154,7 @@ class MotionVAELightningModule(EMATrainedModule):
                 recon_real[:count].float().cpu().numpy(),
                 truth_real[:count].float().cpu().numpy(),
                 batch["key"][:count],
+                label="reconstructed",
             )
             experiment.add_figure("val/reconstruction_curves", figure, global_step=self.global_step)
 

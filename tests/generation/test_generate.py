@@ -38,7 +38,10 @@ def test_generate_video_from_any_audio_format(checkpoint, photo_file, tmp_path):
     """44.1 kHz stereo speech shorter than one window -> one video per seed at 25 fps with the audio muxed in."""
     wave = speech_like(2.5, sample_rate=44100)
     audio = write_wav(tmp_path / "speech.wav", wave, sample_rate=44100, channels=2)
-    paths = generate_video(checkpoint, photo_file, audio, tmp_path / "out", seeds=[0, 1], steps=2, progress=False)
+    with pytest.warns(UserWarning, match=r"the audio is 2.50 s \(63 frames\), shorter than one 80-frame window"):
+        paths = generate_video(
+            checkpoint, photo_file, audio, tmp_path / "out", seeds=[0, 1], steps=2, progress=False
+        )
     assert [p.name for p in paths] == ["astronaut_speech_seed0.mp4", "astronaut_speech_seed1.mp4"]
     expected_frames = int(np.ceil(2.5 * 16000 / 640))
     motions = []
@@ -56,6 +59,7 @@ def test_cli(checkpoint, photo_file, tmp_path, capsys):
     args = ["--checkpoint", checkpoint, "--image", str(photo_file), "--audio", audio, "--out", str(tmp_path)]
     assert main([*args, "--emotion", "happiness", "--steps", "1", "--name", "clip", "--no-progress"]) == 0
     assert (tmp_path / "clip_seed0.mp4").is_file() and (tmp_path / "clip_seed0.npy").is_file()
+    assert capsys.readouterr().err.count("warning: the audio is 1.20 s (30 frames), shorter than one") == 1
     assert main([*args, "--emotion", "boredom", "--no-progress"]) == 1
     assert "unknown emotion 'boredom'" in capsys.readouterr().err
     sharded = tmp_path / "last.ckpt"  # what DeepSpeed training writes: a folder of rank shards

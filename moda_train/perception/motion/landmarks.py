@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from moda_train.core.motion_layout import EXPRESSION, MOTION_DIM, ROTATION, SCALE, TRANSLATION
+from moda_train.perception.mediapipe_runtime import import_mediapipe, quiet_mediapipe
 
 from .base import MotionExtractor, MotionSequence, check_frames
 from .pose import pixels_to_normalised, rotation_angles
@@ -117,8 +118,7 @@ class LandmarksMotionExtractor(MotionExtractor):
     name = "landmarks"
 
     def __init__(self, min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
-        import mediapipe as mp
-
+        mp = import_mediapipe("the landmarks motion backend")
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_confidence = min_tracking_confidence
         self.version = f"mediapipe-{mp.__version__}:facemesh468:kp21-v1"
@@ -126,20 +126,24 @@ class LandmarksMotionExtractor(MotionExtractor):
     def detect(self, frames: np.ndarray) -> np.ndarray:
         """FaceMesh landmarks of each frame, tracking through the clip: float64 [T, 468, 3] crop-normalised
         coordinates (see `pose`), NaN where no face was found."""
-        from mediapipe.python.solutions.face_mesh import FaceMesh  # not kept on self: extractors must pickle
+        # not kept on self: extractors must pickle
+        FaceMesh = import_mediapipe("the landmarks motion backend").solutions.face_mesh.FaceMesh  # noqa: N806
 
         frames = check_frames(frames, 0)
         size = frames.shape[1]
         landmarks = np.full((len(frames), 468, 3), np.nan)
         # A fresh tracker per clip: results depend only on this clip's frames (deterministic, order-free across
         # clips).
-        with FaceMesh(
-            static_image_mode=False,
-            max_num_faces=1,
-            refine_landmarks=False,
-            min_detection_confidence=self.min_detection_confidence,
-            min_tracking_confidence=self.min_tracking_confidence,
-        ) as mesh:
+        with (
+            quiet_mediapipe(),
+            FaceMesh(
+                static_image_mode=False,
+                max_num_faces=1,
+                refine_landmarks=False,
+                min_detection_confidence=self.min_detection_confidence,
+                min_tracking_confidence=self.min_tracking_confidence,
+            ) as mesh,
+        ):
             for index, frame in enumerate(frames):
                 result = mesh.process(np.ascontiguousarray(frame))
                 if result.multi_face_landmarks:
