@@ -30,6 +30,9 @@ class DataConfig:
     """Windows held in the sample shuffle buffer per worker."""
     audio_backend: str = ""
     """Expected audio feature backend of the shards (checked against their meta.json); empty accepts any."""
+    motion_backend: str = ""
+    """Motion extractor of the shards (checked against their stats.json when a run starts); generation extracts
+    the reference photo's motion with it. Empty: whatever stats.json records."""
 
     def __post_init__(self) -> None:
         problems = []

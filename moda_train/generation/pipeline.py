@@ -39,10 +39,11 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> MoDALightni
 
 
 def recorded_motion_backend(module: MoDALightningModule) -> str:
-    """The motion backend of the training shards (their stats.json, if still where the config says), or ""."""
+    """The motion backend of the training shards: `data.motion_backend` from the checkpoint's config, else their
+    stats.json's (if still where the config says), or ""."""
     stats_path = Path(module.cfg.data.stats_path)
-    if not stats_path.is_file():
-        return ""
+    if module.cfg.data.motion_backend or not stats_path.is_file():
+        return module.cfg.data.motion_backend
     return backend_name(read_stats_file(stats_path).get("motion_backend"))
 
 

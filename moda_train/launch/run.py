@@ -117,6 +117,11 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
         save_config(tree, run_dir / "config.yaml")
     datamodule = MotionDataModule(cfg.data, cfg.train.micro_batch_size, cfg.train.seed)
     stats = MotionStats.load(cfg.data.stats_path)
+    if cfg.data.motion_backend and stats.motion_backend not in ("", cfg.data.motion_backend):
+        raise ValueError(
+            f"data.motion_backend={cfg.data.motion_backend!r} but {cfg.data.stats_path} records shards made with "
+            f"the {stats.motion_backend!r} motion backend"
+        )
     trainer = build_trainer(cfg, run_dir)
     # Not under trainer.init_module(empty_init=True): that turns the model's nn.init calls into no-ops. ZeRO-3
     # still partitions at construction, because Lightning wraps DeepSpeed model setup in deepspeed.zero.Init.
