@@ -89,6 +89,9 @@ class TrainConfig:
     """Seconds a rank waits in a collective before the job fails (a dead rank then ends the job, not hangs it)."""
     resume: str = "auto"
     """auto (continue from the run folder's `last` checkpoint if there is one), never, or a checkpoint path."""
+    init_from: str = ""
+    """Fine-tune: start from the weights and EMA of this checkpoint (own or imported, same task and architecture)
+    with a fresh optimizer, schedule and step count (`lit/init_from.py`); empty = fresh initialisation."""
 
     def __post_init__(self) -> None:
         problems = []

@@ -22,6 +22,7 @@ from moda_train.launch.preemption import PreemptionCallback
 from moda_train.launch.strategies import build_strategy
 from moda_train.lit.alse_module import ALSELightningModule
 from moda_train.lit.callbacks import FinalCheckpoint, ThroughputLogger
+from moda_train.lit.init_from import load_initial_weights
 from moda_train.lit.mmdit_module import MoDALightningModule
 from moda_train.lit.vae_module import MotionVAELightningModule
 
@@ -126,6 +127,8 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
     # Not under trainer.init_module(empty_init=True): that turns the model's nn.init calls into no-ops. ZeRO-3
     # still partitions at construction, because Lightning wraps DeepSpeed model setup in deepspeed.zero.Init.
     module = MODULES[cfg.task](OmegaConf.to_container(tree, resolve=True), stats)
+    if cfg.train.init_from:
+        load_initial_weights(module, cfg.train.init_from, cfg.task)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_path(cfg.train, run_dir / "checkpoints"))
     if trainer.is_global_zero:
         print(f"run folder:   {run_dir}")

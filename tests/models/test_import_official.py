@@ -179,3 +179,35 @@ def test_cli_writes_a_checkpoint_and_reports_bad_input(released, tmp_path, capsy
         main(["--weights", str(root / "net-200.pth"), "--stats", str(tmp_path / "bad.pt"), "--out", str(out)]) == 1
     )
     assert "expected a dict with `mean` and `std`" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fine_tune_from_an_imported_checkpoint(released, tmp_path):
+    """train.init_from= an imported checkpoint, normalising with the statistics written beside it."""
+    from moda_train.core.config_loader import CONFIGS_ROOT
+    from moda_train.data.synthetic import write_synthetic_shards
+    from moda_train.experiment import load_experiment
+    from moda_train.launch.run import run_experiment
+
+    root, weights, _ = released
+    ckpt = import_official(root / "net-200.pth", root / "mean.pt", tmp_path / "official.ckpt", log=lambda _: None)
+    shards = write_synthetic_shards(tmp_path / "shards", num_clips=2, frames=100, val_clips=0)
+    # the synthetic shards carry logmel features (320 wide, as this reduced layout takes): relabel the statistics
+    stats_path = tmp_path / "official.stats.json"
+    stats_path.write_text(stats_path.read_text().replace('"hubert"', '"logmel"'))
+    sizes = [f"model.{key}={value}" for key, value in infer_model_config(weights).items()]
+    experiment = CONFIGS_ROOT / "experiments" / "mmdit_tiny_cpu.yaml"
+    cfg, tree = load_experiment(
+        experiment,
+        [
+            f"data.train_shards={shards}/train-*.tar", "data.val_shards=", f"train.out_dir={tmp_path}",
+            f"data.stats_path={stats_path}", "train.run_name=ft", "data.num_workers=0",
+            "train.global_batch_size=2", "train.micro_batch_size=2", "train.max_steps=1", "optim.lr=1e-6",
+            f"train.init_from={ckpt}", *sizes,
+        ],
+    )  # fmt: skip
+    state = torch.load(run_experiment(cfg, tree, experiment) / "checkpoints" / "last.ckpt", weights_only=False)
+    start = torch.load(ckpt, weights_only=False)["state_dict"]
+    assert state["global_step"] == 1
+    for key in ("model.four_stream.0.streams.1.qkv.weight", "ema.final.linear.weight", "motion_std"):
+        torch.testing.assert_close(state["state_dict"][key], start[key], atol=1e-4, rtol=0)
