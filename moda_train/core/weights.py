@@ -46,6 +46,13 @@ WEIGHTS: dict[str, WeightsSource] = {
         "MODA_LIVEPORTRAIT_PATH",
         file_in_folder="motion_extractor.pth",
     ),
+    "liveportrait_renderer": WeightsSource(
+        "LivePortrait renderer",
+        "the folder of LivePortrait's appearance_feature_extractor.pth, warping_module.pth, spade_generator.pth "
+        "and stitching_retargeting_module.pth",
+        "MODA_LIVEPORTRAIT_PATH",
+        folder_marker="warping_module.pth",
+    ),
     "i3d": WeightsSource("I3D", "the FVD I3D network", "MODA_I3D_PATH", "weights/i3d_torchscript.pt"),
     "syncnet": WeightsSource("SyncNet", "syncnet_v2.model", "MODA_SYNCNET_PATH", "weights/syncnet_v2.model"),
     "alse": WeightsSource("ALSE", "a trained ALSE checkpoint", "MODA_ALSE_PATH", "weights/alse.ckpt"),
