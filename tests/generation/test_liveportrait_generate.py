@@ -49,7 +49,8 @@ def test_generate_and_evaluate_with_the_liveportrait_renderer(released, photo, t
     args = ["--checkpoint", str(ckpt), "--image", str(tmp_path / "photo.png"), "--audio", audio, "--steps", "1"]
     options = ["--motion-option", f"path={liveportrait}", "--renderer-option", f"path={liveportrait}"]
     out = tmp_path / "out"
-    assert main([*args, *options, "--renderer", "liveportrait", "--out", str(out), "--name", "clip"]) == 0
+    # no --renderer: the one made for the checkpoint's `liveportrait` motion is chosen
+    assert main([*args, *options, "--out", str(out), "--name", "clip"]) == 0
     with av.open(str(out / "clip_seed0.mp4")) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(container.streams.video[0])]
     assert len(frames) == 10 and frames[0].shape == photo.shape
