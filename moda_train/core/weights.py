@@ -48,8 +48,8 @@ WEIGHTS: dict[str, WeightsSource] = {
     ),
     "liveportrait_renderer": WeightsSource(
         "LivePortrait renderer",
-        "the folder of LivePortrait's appearance_feature_extractor.pth, warping_module.pth, spade_generator.pth "
-        "and stitching_retargeting_module.pth",
+        "LivePortrait's base_models folder (appearance_feature_extractor.pth, warping_module.pth, "
+        "spade_generator.pth; stitching_retargeting_module.pth there or in ../retargeting_models)",
         "MODA_LIVEPORTRAIT_PATH",
         folder_marker="warping_module.pth",
     ),

@@ -55,6 +55,18 @@ def test_files_load_strictly_and_compute_the_saved_networks(released):
         torch.testing.assert_close(a, b)
 
 
+def test_liveportraits_own_folders_load(released, tmp_path):
+    """As LivePortrait ships them: base_models/ and, beside it, retargeting_models/ with the stitching file."""
+    folder, _ = released
+    base, retargeting = tmp_path / "base_models", tmp_path / "retargeting_models"
+    base.mkdir()
+    retargeting.mkdir()
+    for name in RELEASED_FILES:
+        target = retargeting if name == "stitching_retargeting_module.pth" else base
+        (target / name).write_bytes((folder / name).read_bytes())
+    assert RendererNetworks.from_folder(base).sizes == SMALL
+
+
 def test_a_file_of_another_layout_is_named(released, tmp_path):
     folder, saved = released
     for name in RELEASED_FILES:

@@ -231,16 +231,14 @@ class RendererNetworks(nn.Module):
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> RendererNetworks:
-        """The networks with the weights of the four files of `RELEASED_FILES` in `folder`, their sizes read from
+        """The networks with the weights of the four files of `RELEASED_FILES` (`released_path`), sizes read from
         the tensors' shapes (the released files give `RendererSizes()`), every file loaded strictly: a missing
         file, key or shape raises FileNotFoundError / ValueError naming it."""
         folder = Path(folder)
-        states = {}
-        for name in RELEASED_FILES:
-            path = folder / name
-            if not path.is_file():
-                raise FileNotFoundError(f"LivePortrait renderer weights: {path} not found")
-            states[name] = torch.load(path, map_location="cpu", weights_only=True)
+        states = {
+            name: torch.load(released_path(folder, name), map_location="cpu", weights_only=True)
+            for name in RELEASED_FILES
+        }
         try:
             networks = cls(infer_sizes(states))
         except (KeyError, AttributeError, TypeError) as err:
@@ -258,8 +256,21 @@ class RendererNetworks(nn.Module):
                     net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
                 except RuntimeError as err:
                     problem = " ".join(str(err).split("\n")[1:]).strip()
-                    raise ValueError(f"{folder / name}: not LivePortrait's released layout: {problem}") from err
+                    path = released_path(folder, name)
+                    raise ValueError(f"{path}: not LivePortrait's released layout: {problem}") from err
         return networks.eval()
+
+
+def released_path(folder: Path, name: str) -> Path:
+    """Where a released file is: in `folder`, or for the stitching file, as LivePortrait ships it, in
+    `retargeting_models/` beside `folder` (its `base_models/`)."""
+    candidates = [folder / name]
+    if name == "stitching_retargeting_module.pth":
+        candidates.append(folder.parent / "retargeting_models" / name)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"LivePortrait renderer weights: {' or '.join(map(str, candidates))} not found")
 
 
 def _count(state: dict[str, Tensor], prefix: str) -> int:
