@@ -4,6 +4,10 @@ rendering (weight-free warp renderer, plus H.264 encoding), separately, for 10 s
     python benchmarks/bench_generation.py                          # tiny and MoDA-B configs, 1 thread
     python benchmarks/bench_generation.py --only tiny --seconds 10 --threads 2 --json out.json
 
+`--liveportrait-frames N` also times the LivePortrait renderer at the released network sizes (random weights):
+frames/s of 512 px faces pasted into the astronaut photo, `--liveportrait-batch` frames per network call, on
+`--liveportrait-device` in `--liveportrait-dtype` (float16 needs a GPU).
+
 Real-time factor (RTF) = compute seconds / seconds of audio: below 1 is faster than real time. Both wall-clock
 and CPU seconds (`time.process_time`, all threads of the process) are reported: on a machine shared with other
 jobs the wall clock measures the contention, while CPU seconds / threads estimates the wall time on an idle
@@ -118,6 +122,40 @@ def time_render(motion: np.ndarray, seconds: float, workdir: Path) -> dict:
     }
 
 
+def time_liveportrait(frames: int, batch: int, device: str, dtype: str) -> dict:
+    """Frames/s of the LivePortrait renderer (released sizes, random weights) on the astronaut photo."""
+    from skimage import data
+
+    from moda_train.generation.liveportrait_render import LivePortraitRenderer
+    from moda_train.generation.render import ReferenceFace
+    from moda_train.perception.liveportrait import RendererNetworks
+
+    torch.manual_seed(0)
+    renderer = LivePortraitRenderer(networks=RendererNetworks(), device=device, dtype=dtype, batch_size=batch)
+    rng = np.random.default_rng(0)
+    motion = np.zeros(MOTION_DIM, dtype=np.float32)
+    motion[63] = 1.0  # scale
+    face = ReferenceFace(
+        data.astronaut(), np.array([250.0, 190.0, 220.0]), 256, motion, rng.uniform(-0.5, 0.5, 63), "liveportrait"
+    )
+    driven = np.repeat(motion[None], frames + batch, axis=0)
+    driven[:, :63] += rng.normal(scale=0.02, size=(len(driven), 63))
+    list(renderer.render(face, driven[:batch]))  # warm-up: allocator, kernels
+    with Timer() as render_time:
+        count = sum(1 for _ in renderer.render(face, driven[batch:]))
+    return {
+        "renderer": "liveportrait",
+        "device": device,
+        "dtype": dtype,
+        "batch": batch,
+        "frames": count,
+        "face_px": 512,
+        "wall_s": round(render_time.wall, 2),
+        "frames_per_s_wall": round(count / render_time.wall, 3),
+        "frames_per_s_cpu": round(count / render_time.cpu, 3),
+    }
+
+
 class Timer:
     """Wall-clock and process CPU seconds of a `with` block."""
 
@@ -145,8 +183,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of speech (default: 10)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--liveportrait-frames", type=int, default=0, help="time the LivePortrait renderer")
+    parser.add_argument("--liveportrait-batch", type=int, default=8, help="frames per renderer call (default 8)")
+    parser.add_argument("--liveportrait-device", default="cpu", help="device of the LivePortrait renderer")
+    parser.add_argument("--liveportrait-dtype", default="float32", help="float32, or float16 on a GPU")
+    parser.add_argument("--skip-motion", action="store_true", help="time only the LivePortrait renderer")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.skip_motion and args.liveportrait_frames < 1:
+        parser.error("--skip-motion times only the LivePortrait renderer: give --liveportrait-frames N")
+    if args.skip_motion:
+        print(json.dumps(time_liveportrait(
+            args.liveportrait_frames, args.liveportrait_batch, args.liveportrait_device, args.liveportrait_dtype
+        )))  # fmt: skip
+        return
     results = {"seconds_of_audio": args.seconds, "threads": args.threads, "motion": [], "render": None}
     with tempfile.TemporaryDirectory(prefix="moda-bench-") as tmp:
         for name in [args.only] if args.only else list(SETUPS):
@@ -156,6 +206,11 @@ def main() -> None:
             if results["render"] is None:
                 results["render"] = time_render(motion, args.seconds, Path(tmp))
                 print(json.dumps(results["render"]))
+    if args.liveportrait_frames:
+        results["liveportrait"] = time_liveportrait(
+            args.liveportrait_frames, args.liveportrait_batch, args.liveportrait_device, args.liveportrait_dtype
+        )
+        print(json.dumps(results["liveportrait"]))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from moda_train.core.rates import FPS
 
@@ -134,6 +135,13 @@ class EvalConfig:
     generation_seeds: list[int] = field(default_factory=lambda: [0])
     """Seeds generated per clip with `checkpoint`; the first is the scored video, and with three or more (and
     diversity.seeds left empty) they also give sample diversity."""
+    renderer: str = ""
+    """Renderer of the videos generated with `checkpoint`: warp or liveportrait; empty = the one made for the
+    checkpoint's motion backend (`moda_train.generation.pipeline.DEFAULT_RENDERERS`)."""
+    renderer_options: dict[str, Any] = field(default_factory=dict)
+    """Options of that renderer, e.g. `renderer_options.path=pretrained/liveportrait` (else
+    MODA_LIVEPORTRAIT_PATH),
+    `renderer_options.device=cuda`, `renderer_options.dtype=float16`."""
     generated_pattern: str = "{key}.mp4"
     """File name of a clip's generated video inside generated_dir."""
     out_dir: str = "outputs/eval"

@@ -120,7 +120,15 @@ def _generate(cfg: EvalConfig, clips: list[Clip], progress: bool) -> None:
         }
         for clip in clips
     ]
-    generate_split(cfg.checkpoint, rows, cfg.generated_dir, seeds=cfg.generation_seeds, progress=progress)
+    generate_split(
+        cfg.checkpoint,
+        rows,
+        cfg.generated_dir,
+        seeds=cfg.generation_seeds,
+        progress=progress,
+        renderer=cfg.renderer or None,
+        renderer_options=dict(cfg.renderer_options),
+    )
 
 
 def evaluate(cfg: EvalConfig, resolved: DictConfig | None = None, progress: bool = True) -> dict:

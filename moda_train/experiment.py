@@ -93,8 +93,8 @@ class TrainConfig:
     max_bad_steps: int = 10
     """Training batches in a row with a non-finite loss or gradient (each one skipped) that stop the run."""
     init_from: str = ""
-    """A single-file checkpoint (e.g. from `python -m moda_train.consolidate`) whose weights, EMA included, start
-    this run; optimizer, LR schedule, step and data stream start afresh. Ignored when the run resumes."""
+    """Fine-tune: start from the weights and EMA of this checkpoint (own or imported, same task and architecture)
+    with a fresh optimizer, schedule and step count (`lit/init_from.py`); empty = fresh initialisation."""
 
     def __post_init__(self) -> None:
         problems = []

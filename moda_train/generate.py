@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from moda_train.generation.inputs import load_image, load_speech
 
 
@@ -55,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--motion-backend", default="", help="motion extractor (default: the training shards')")
     parser.add_argument(
         "--motion-option", action="append", default=[], metavar="KEY=VALUE", help="motion extractor option"
+    )
+    parser.add_argument(
+        "--renderer", default="", help="warp or liveportrait (default: the one for the motion backend)"
+    )
+    parser.add_argument(
+        "--renderer-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="renderer option, value read as YAML (e.g. path=pretrained/liveportrait batch_size=8 dtype=float16)",
     )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -102,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                 audio_options=_key_values(args.audio_option, "--audio-option"),
                 motion_backend=args.motion_backend,
                 motion_options=_key_values(args.motion_option, "--motion-option"),
+                renderer=args.renderer or None,
+                renderer_options={
+                    k: yaml.safe_load(v) for k, v in _key_values(args.renderer_option, "--renderer-option").items()
+                },
             )
         except (FileNotFoundError, ValueError, ImportError) as err:
             print(f"error: {err}", file=sys.stderr)

@@ -18,6 +18,9 @@ STATS_FILE = "stats.json"
 
 # A dimension that never moves in the data (e.g. tz, forced to 0) has std 0; clamp so it normalises to 0.
 MIN_STD = 1e-4
+# How a recorded std becomes the divisor of the z-score: `floor` max(std, epsilon), this framework's (data_prep
+# writes it); `add` std + epsilon, the released MoDA statistics' own ((x - mean) / (std + 1e-5)).
+STD_CONVENTIONS = ("floor", "add")
 
 
 @dataclass
@@ -25,7 +28,7 @@ class MotionStats:
     mean: np.ndarray
     """float32 [D] per-dimension mean over the training split."""
     std: np.ndarray
-    """float32 [D] per-dimension standard deviation (clamped at MIN_STD)."""
+    """float32 [D] the divisor of the z-score: the recorded std under `std_convention` and `std_epsilon`."""
     audio_backend: str = ""
     """Audio feature backend the shards were made with (from stats.json), empty if unrecorded."""
     motion_backend: str = ""
@@ -37,20 +40,47 @@ class MotionStats:
         missing = {"mean", "std"} - raw.keys()
         if missing:
             raise ValueError(f"{path}: missing {', '.join(sorted(missing))}")
-        stats = cls.from_arrays(raw["mean"], raw["std"], backend_name(raw.get("audio_backend")))
+        convention = raw.get("std_convention", "floor")
+        epsilon = float(raw.get("std_epsilon", MIN_STD))
+        try:
+            stats = cls.from_arrays(
+                raw["mean"], raw["std"], backend_name(raw.get("audio_backend")), convention, epsilon
+            )
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from err
         stats.motion_backend = backend_name(raw.get("motion_backend"))
         return stats
 
     @classmethod
-    def from_arrays(cls, mean, std, audio_backend: str = "") -> MotionStats:
+    def from_arrays(
+        cls, mean, std, audio_backend: str = "", std_convention: str = "floor", std_epsilon: float = MIN_STD
+    ) -> MotionStats:
+        """Statistics from a mean and a recorded std [D]; the divisor follows `std_convention` (STD_CONVENTIONS)
+        with `std_epsilon`."""
         mean = np.asarray(mean, dtype=np.float32)
-        std = np.maximum(np.asarray(std, dtype=np.float32), MIN_STD)
+        std = np.asarray(std, dtype=np.float32)
         if mean.shape != std.shape or mean.ndim != 1:
             raise ValueError(f"mean {mean.shape} and std {std.shape} must be equal 1-D shapes")
-        return cls(mean, std, audio_backend)
+        if std_convention not in STD_CONVENTIONS or not std_epsilon >= 0:
+            raise ValueError(
+                f"std_convention={std_convention!r}, std_epsilon={std_epsilon}: choose one of "
+                f"{', '.join(STD_CONVENTIONS)} with an epsilon >= 0"
+            )
+        divisor = np.maximum(std, std_epsilon) if std_convention == "floor" else std + np.float32(std_epsilon)
+        if not (divisor > 0).all():
+            raise ValueError("a std divisor is not > 0: every dimension needs std > 0 or an epsilon > 0")
+        return cls(mean, divisor.astype(np.float32), audio_backend)
 
     def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "audio_backend": self.audio_backend}
+        """stats.json content that loads back to these statistics exactly (the divisor, with no epsilon)."""
+        return {
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "std_convention": "floor",
+            "std_epsilon": 0.0,
+            "audio_backend": self.audio_backend,
+            "motion_backend": self.motion_backend,
+        }
 
     def normalize(self, motion: np.ndarray | Tensor) -> np.ndarray | Tensor:
         mean, std = self._like(motion)

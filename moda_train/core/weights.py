@@ -47,6 +47,13 @@ WEIGHTS: dict[str, WeightsSource] = {
         "MODA_LIVEPORTRAIT_PATH",
         file_in_folder="motion_extractor.pth",
     ),
+    "liveportrait_renderer": WeightsSource(
+        "LivePortrait renderer",
+        "LivePortrait's base_models folder (appearance_feature_extractor.pth, warping_module.pth, "
+        "spade_generator.pth; stitching_retargeting_module.pth there or in ../retargeting_models)",
+        "MODA_LIVEPORTRAIT_PATH",
+        folder_marker="warping_module.pth",
+    ),
     "i3d": WeightsSource("", "the FVD I3D network", "MODA_I3D_PATH", "weights/i3d_torchscript.pt"),
     "syncnet": WeightsSource("", "syncnet_v2.model", "MODA_SYNCNET_PATH", "weights/syncnet_v2.model"),
     "alse": WeightsSource("", "a trained ALSE checkpoint", "MODA_ALSE_PATH", "weights/alse.ckpt"),

@@ -33,6 +33,9 @@ class DataConfig:
     max_consecutive_skips: int = 100
     """Unreadable shards or bad samples in a row (per loader worker) that stop the run: data this broken is an
     error, not noise. 0 never stops."""
+    motion_backend: str = ""
+    """Motion extractor of the shards (checked against their stats.json when a run starts); generation extracts
+    the reference photo's motion with it. Empty: whatever stats.json records."""
 
     def __post_init__(self) -> None:
         problems = []

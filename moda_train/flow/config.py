@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+TIME_GRIDS = ("uniform", "released")
+
 
 @dataclass
 class FlowConfig:
@@ -37,6 +39,9 @@ class FlowConfig:
     """Class id of the null emotion used for dropped labels and guidance; must equal model.num_emotions."""
     sample_steps: int = 10
     """Euler steps from t = 1 to t = 0 at sampling time."""
+    sample_grid: str = "uniform"
+    """Times the sampler evaluates the model at (`sampler.time_grid`): `uniform`, sample_steps equal steps from 1
+    to 0; `released`, the released MoDA sampler's linspace(1, 0.001, sample_steps) and a last step to 0."""
     guidance_audio: float = 1.15
     """Classifier-free guidance scale on audio (1 = off)."""
     guidance_emotion: float = 1.15
@@ -60,6 +65,8 @@ class FlowConfig:
                 problems.append(f"flow.{name} must be >= 0")
         if self.guidance_audio < 0 or self.guidance_emotion < 0:
             problems.append("flow.guidance_audio and flow.guidance_emotion must be >= 0")
+        if self.sample_grid not in TIME_GRIDS:
+            problems.append(f"flow.sample_grid={self.sample_grid!r}: choose {' or '.join(TIME_GRIDS)}")
         if self.sample_steps < 1:
             problems.append("flow.sample_steps must be >= 1")
         if problems:

@@ -35,7 +35,6 @@ from tqdm import tqdm
 from moda_train.core.motion_layout import MOTION_DIM, NULL_EMOTION, POSE
 from moda_train.core.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from moda_train.core.stats import backend_name, read_stats_file
-from moda_train.flow.sampler import sample
 from moda_train.lit.mmdit_module import MoDALightningModule
 from moda_train.perception.audio import AudioExtractor
 
@@ -157,20 +156,14 @@ class MotionGenerator:
         audio_context_frames: int = AUDIO_CONTEXT_FRAMES,
     ) -> None:
         cfg = module.cfg
-        if cfg.model.motion_dim != MOTION_DIM:
-            raise ValueError(
-                f"this checkpoint's flow model works on {cfg.model.motion_dim}-d motion (VAE latents?); "
-                f"long-audio generation takes checkpoints trained on the {MOTION_DIM}-d motion"
-            )
         check_audio_backend(module, audio_extractor)
         self.module = module.eval()
         self.audio = audio_extractor
         self.window = cfg.data.window_frames
-        self.prev_frames = cfg.model.prev_motion_frames
+        self.prev_frames = cfg.data.prev_frames  # motion frames; a VAE-space model encodes them itself
         self.steps = cfg.flow.sample_steps if steps is None else steps
         self.guidance_audio = cfg.flow.guidance_audio if guidance_audio is None else guidance_audio
         self.guidance_emotion = cfg.flow.guidance_emotion if guidance_emotion is None else guidance_emotion
-        self.null_emotion = cfg.flow.null_emotion
         self.context = audio_context_frames
         if not 0 <= overlap < self.window or self.prev_frames > self.window - overlap:
             raise ValueError(
@@ -265,16 +258,15 @@ class MotionGenerator:
             else:
                 prev = torch.from_numpy(out[:, start - self.prev_frames : start]).to(device, dtype)
             audio = torch.from_numpy(self.window_audio(wave, start)).to(device, dtype)
-            noise = torch.stack([torch.randn(self.window, MOTION_DIM, generator=g) for g in generators])
-            motion = sample(
-                module.ema,
+            shape = module.noise_shape(self.window)  # raw motion or VAE latent frames
+            noise = torch.stack([torch.randn(shape, generator=g) for g in generators])
+            motion = module.sample(
                 {**cond, "audio": audio.expand(batch, -1, -1), "prev_motion": prev},
                 self.window,
+                noise=noise.to(device, dtype),
                 steps=self.steps,
                 guidance_audio=self.guidance_audio,
                 guidance_emotion=self.guidance_emotion,
-                noise=noise.to(device, dtype),
-                null_emotion=self.null_emotion,
             )
             yield start, motion.float().cpu().numpy()
 

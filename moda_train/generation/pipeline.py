@@ -23,6 +23,7 @@ from moda_train.core.motion_layout import NULL_EMOTION, emotion_index
 from moda_train.core.rates import FPS, SAMPLE_RATE
 from moda_train.core.stats import backend_name, read_stats_file
 from moda_train.generation.inputs import load_image, load_speech
+from moda_train.generation.liveportrait_render import LivePortraitRenderer
 from moda_train.generation.motion_generator import MotionGenerator, check_audio_backend_name
 from moda_train.generation.render import ReferenceFace, Renderer, WarpRenderer
 from moda_train.lit.mmdit_module import MoDALightningModule
@@ -30,7 +31,17 @@ from moda_train.perception.audio import get_audio_extractor
 from moda_train.perception.config import FaceConfig
 from moda_train.perception.face_crop import FaceDetector, crop_square
 from moda_train.perception.motion import MotionExtractor, get_motion_extractor
+from moda_train.perception.registry import build_backend
 from moda_train.perception.video_io import write_video
+
+RENDERERS: dict[str, type[Renderer]] = {"warp": WarpRenderer, "liveportrait": LivePortraitRenderer}
+# The renderer each motion backend's motion is made for: keypoints that are landmarks, or LivePortrait's own.
+DEFAULT_RENDERERS = {"landmarks": "warp", "liveportrait": "liveportrait"}
+
+
+def get_renderer(name: str, **options: Any) -> Renderer:
+    """Build a renderer by name (`warp`, `liveportrait`); options go to its constructor."""
+    return build_backend("renderer", RENDERERS, name, options)
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> MoDALightningModule:
@@ -39,10 +50,11 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> MoDALightni
 
 
 def recorded_motion_backend(module: MoDALightningModule) -> str:
-    """The motion backend of the training shards (their stats.json, if still where the config says), or ""."""
+    """The motion backend of the training shards: `data.motion_backend` from the checkpoint's config, else their
+    stats.json's (if still where the config says), or ""."""
     stats_path = Path(module.cfg.data.stats_path)
-    if not stats_path.is_file():
-        return ""
+    if module.cfg.data.motion_backend or not stats_path.is_file():
+        return module.cfg.data.motion_backend
     return backend_name(read_stats_file(stats_path).get("motion_backend"))
 
 
@@ -76,6 +88,8 @@ class GenerationPipeline:
     `audio_backend` / `motion_backend` default to what the checkpoint and its training shards recorded;
     asking for another audio backend than the checkpoint's is an error (`inference.AudioBackendMismatch`).
     `face` sets the reference crop (use the shard config's face settings; 256 px, scale 1.8 by default).
+    `renderer` is a Renderer or a name of `RENDERERS` (built with `renderer_options`); by default the one the
+    motion backend's motion is made for (`DEFAULT_RENDERERS`).
     """
 
     def __init__(
@@ -88,9 +102,10 @@ class GenerationPipeline:
         steps: int | None = None,
         guidance_audio: float | None = None,
         guidance_emotion: float | None = None,
-        renderer: Renderer | None = None,
+        renderer: Renderer | str | None = None,
         face: FaceConfig | None = None,
         device: str = "cpu",
+        renderer_options: dict[str, Any] | None = None,
     ) -> None:
         self.module = load_checkpoint(checkpoint, device)
         audio_backend = check_audio_backend_name(self.module, audio_backend)
@@ -104,7 +119,10 @@ class GenerationPipeline:
         self.audio = get_audio_extractor(audio_backend, **(audio_options or {}))
         self.generator = MotionGenerator(self.module, self.audio, steps, guidance_audio, guidance_emotion)
         self.motion = get_motion_extractor(motion_backend, **(motion_options or {}))
-        self.renderer = renderer or WarpRenderer()
+        if not isinstance(renderer, Renderer):
+            name = renderer or DEFAULT_RENDERERS.get(motion_backend, "warp")
+            renderer = get_renderer(name, **(renderer_options or {}))
+        self.renderer = renderer
         self.face = face or FaceConfig()
         self._detector: FaceDetector | None = None
 

@@ -12,7 +12,9 @@ that animates the demo corpus), which also draws the inner mouth when the lips p
 the face keeps hair, neck and background still, so the result is composited into the photo by construction, at the
 photo's resolution. Driven motion equal to the reference motion gives back the photo unchanged. It is not a neural
 renderer: no new detail appears (eyes do not blink, the head turns only in the image plane), but it is smooth and
-its lips move with the motion. A LivePortrait renderer plugs in behind the same interface."""
+its lips move with the motion. Motion of the `liveportrait` backend is rendered by
+`moda_train.generation.liveportrait_render.LivePortraitRenderer`, behind the same interface.
+"""
 
 from __future__ import annotations
 

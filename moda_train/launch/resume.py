@@ -1,17 +1,14 @@
-"""What is checked and loaded before a run starts from earlier work: a resume on the number of ranks that wrote
-the checkpoint, or the weights of a finished run (`train.init_from`) with a fresh optimizer.
+"""The check before a run resumes: a DeepSpeed checkpoint continues only on the number of ranks that wrote it.
 
 A DeepSpeed checkpoint holds one optimizer shard (and, under ZeRO-3, one EMA partition) per rank, so it resumes
 only on the same number of ranks. On another number the run stops before any work, naming both numbers and the
-way on: consolidate the checkpoint to one fp32 file and start a new run from its weights with `train.init_from`.
+way on: consolidate the checkpoint to one fp32 file and start a new run from its weights with `train.init_from`
+(`moda_train.lit.init_from`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
-from lightning import LightningModule
 
 from moda_train.consolidate import find_deepspeed_tag
 
@@ -42,22 +39,3 @@ def check_resume_world_size(checkpoint: str | Path | None, world_size: int) -> N
         f"from its weights with a fresh optimizer: `python -m moda_train.consolidate {checkpoint} model_fp32.pt`, "
         f"then train with `train.init_from=model_fp32.pt` and a new `train.run_name` (see docs/cluster.md)"
     )
-
-
-def load_init_weights(module: LightningModule, path: str | Path) -> int:
-    """Load every weight of a single-file checkpoint (a consolidated one, or a DDP run's) into `module`, EMA
-    included; returns the step it was saved at. Optimizer, schedule, step counter and data stream start afresh."""
-    path = Path(path)
-    if path.is_dir():
-        raise ResumeError(
-            f"train.init_from={str(path)!r} is a DeepSpeed checkpoint folder: consolidate it first "
-            f"(python -m moda_train.consolidate {path} model_fp32.pt)"
-        )
-    if not path.is_file():
-        raise ResumeError(f"train.init_from={str(path)!r}: no such file")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    try:
-        module.load_state_dict(checkpoint["state_dict"], strict=True)
-    except (KeyError, RuntimeError) as err:
-        raise ResumeError(f"train.init_from={str(path)!r} does not fit this model: {err}") from err
-    return int(checkpoint.get("global_step", 0))

@@ -26,11 +26,12 @@ from moda_train.launch.checkpointing import (
 )
 from moda_train.launch.environment import build_plugins, trainer_devices, world_info_from_env
 from moda_train.launch.preemption import PreemptionCallback
-from moda_train.launch.resume import check_resume_world_size, load_init_weights
+from moda_train.launch.resume import check_resume_world_size
 from moda_train.launch.strategies import build_strategy
 from moda_train.lit.alse_module import ALSELightningModule
 from moda_train.lit.callbacks import FinalCheckpoint, ThroughputLogger
 from moda_train.lit.guards import TrainingGuard
+from moda_train.lit.init_from import load_initial_weights
 from moda_train.lit.mmdit_module import MoDALightningModule
 from moda_train.lit.progress import StepProgress, quiet_lightning
 from moda_train.lit.vae_module import MotionVAELightningModule
@@ -123,6 +124,11 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
         stats = MotionStats.load(cfg.data.stats_path)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"data.stats_path={cfg.data.stats_path!r}: {err}") from err
+    if cfg.data.motion_backend and stats.motion_backend not in ("", cfg.data.motion_backend):
+        raise ConfigError(
+            f"data.motion_backend={cfg.data.motion_backend!r} but {cfg.data.stats_path} records shards made with "
+            f"the {stats.motion_backend!r} motion backend"
+        )
     L.seed_everything(cfg.train.seed, workers=True)
     run_dir = Path(cfg.train.out_dir) / run_name(cfg.train, experiment_path)
     tree.train.run_name = run_dir.name
@@ -139,9 +145,9 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
     ckpt_path = None if resume is None else str(resume.path)
     check_resume_world_size(ckpt_path, trainer.world_size)
     if ckpt_path is None and cfg.train.init_from:  # a requeued init_from run resumes from its own `last` instead
-        step = load_init_weights(module, cfg.train.init_from)
+        load_initial_weights(module, cfg.train.init_from, cfg.task)
         if world_info_from_env().global_rank == 0:
-            print(f"initialised from {cfg.train.init_from} (step {step}); optimizer and schedule start afresh")
+            print(f"initialised from {cfg.train.init_from}; optimizer, schedule and step start afresh")
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     if trainer.is_global_zero:
         print(f"run folder:   {run_dir}")

@@ -37,9 +37,18 @@ class MoDALightningModule(EMATrainedModule):
         self.save_hyperparameters({"config": config})
         self.cfg: MMDiTExperiment = config_from_dict(config, MMDiTExperiment)
         # The space the flow works in: identity for raw motion, or a frozen VAE (a submodule, so its weights and
-        # latent statistics travel in every checkpoint, but outside the optimizer and the EMA).
+        # latent statistics travel in every checkpoint, but outside the optimizer and the EMA). The VAE file is
+        # read once, when a run starts; its config is then recorded in the hyperparameters, so a checkpoint
+        # rebuilds the space from that record and its own state dict, without the VAE file.
         vae = self.cfg.model.motion_space == "vae"
-        self.space = LatentSpace.from_checkpoint(self.cfg.model.vae_checkpoint) if vae else LatentSpace.raw()
+        if not vae:
+            self.space = LatentSpace.raw()
+        elif self.cfg.model.vae_config:
+            self.space = LatentSpace.from_config(self.cfg.model.vae_config)
+        else:
+            self.space = LatentSpace.from_checkpoint(self.cfg.model.vae_checkpoint)
+            config = {**config, "model": {**config.get("model", {}), "vae_config": self.space.vae_config()}}
+            self.save_hyperparameters({"config": config})
         self.space.latent_frames(self.cfg.data.window_frames)  # a window the VAE cannot encode fails here
         self.model = MoDA(
             dataclasses.replace(
@@ -116,7 +125,8 @@ class MoDALightningModule(EMATrainedModule):
         super().setup(stage)
         sync = self.cfg.sync
         if stage == "fit" and sync.checkpoint and self.sync_loss is None:
-            stats = MotionStats.from_arrays(self.motion_mean.cpu().numpy(), self.motion_std.cpu().numpy())
+            # The buffers hold the divisors already: no convention is applied again.
+            stats = MotionStats(self.motion_mean.cpu().numpy(), self.motion_std.cpu().numpy())
             self.sync_loss = ALSELoss.from_checkpoint(
                 sync.checkpoint, sync.weight, sync.tau, sync.noise_power, motion_stats=stats
             )
@@ -147,21 +157,36 @@ class MoDALightningModule(EMATrainedModule):
             )
             experiment.add_figure("val/motion_curves", figure, global_step=self.global_step)
 
+    def noise_shape(self, num_frames: int) -> tuple[int, int]:
+        """(frames, channels) of the flow's starting noise for a window of `num_frames` video frames."""
+        return self.space.latent_frames(num_frames), self.space.latent_dim
+
     def sample(
-        self, cond: dict, num_frames: int, seed: int = 0, model: torch.nn.Module | None = None
+        self,
+        cond: dict,
+        num_frames: int,
+        seed: int = 0,
+        model: torch.nn.Module | None = None,
+        noise: torch.Tensor | None = None,
+        steps: int | None = None,
+        guidance_audio: float | None = None,
+        guidance_emotion: float | None = None,
     ) -> torch.Tensor:
         """Normalised 70-d motion [B, T, 70] from conditions at the video frame rate (audio [B, T, A], normalised
-        previous motion [B, P, 70], identity, emotion), with the EMA weights and the configured guidance."""
+        previous motion [B, P, 70], identity, emotion), with the EMA weights, the configured time grid and, unless
+        given, the configured steps and guidance. `noise` [B, *noise_shape(T)] replaces the draw from `seed`."""
         flow = self.cfg.flow
         generator = torch.Generator(device=self.device).manual_seed(seed)
         latent = sample(
             model or self.ema,
             self._space_conditions(cond),
             self.space.latent_frames(num_frames),
-            steps=flow.sample_steps,
-            guidance_audio=flow.guidance_audio,
-            guidance_emotion=flow.guidance_emotion,
+            steps=flow.sample_steps if steps is None else steps,
+            guidance_audio=flow.guidance_audio if guidance_audio is None else guidance_audio,
+            guidance_emotion=flow.guidance_emotion if guidance_emotion is None else guidance_emotion,
             generator=generator,
+            noise=noise,
             null_emotion=flow.null_emotion,
+            grid=flow.sample_grid,
         )
         return self.space.decode(latent)

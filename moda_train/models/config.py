@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -35,19 +36,27 @@ class ModelConfig:
     """RoPE base over the frame index."""
     timestep_freq_dim: int = 256
     """Width of the sinusoidal timestep embedding fed to the timestep MLP."""
+    null_audio: str = "zeros"
+    """The null (dropped / unconditional) audio feature: `zeros`, the all-zero feature (no parameter), or
+    `learned`, a trained vector `null_audio` [audio_dim] (starts at zero). The released MoDA draws a random one."""
 
     motion_space: str = "raw"
     """What the flow model generates: `raw` normalised 70-d motion, or `vae` latents of a frozen motion VAE (the
     training module resizes motion_dim, prev_motion_frames and audio_dim to the VAE's latent frames)."""
     vae_checkpoint: str = ""
-    """The motion VAE checkpoint used with motion_space=vae (from a `vae` experiment)."""
+    """The motion VAE checkpoint used with motion_space=vae (from a `vae` experiment); read when a run starts."""
+    vae_config: dict[str, Any] = field(default_factory=dict)
+    """The VAE's own config, recorded by the training module from vae_checkpoint: with it a checkpoint rebuilds
+    its latent space from its own state dict, without the VAE file. Leave empty in experiment YAMLs."""
 
     def __post_init__(self) -> None:
         problems = []
         if self.motion_space not in ("raw", "vae"):
             problems.append(f"model.motion_space={self.motion_space!r}: choose raw or vae")
-        elif self.motion_space == "vae" and not self.vae_checkpoint:
+        elif self.motion_space == "vae" and not (self.vae_checkpoint or self.vae_config):
             problems.append("model.motion_space=vae needs model.vae_checkpoint (a trained motion VAE)")
+        if self.null_audio not in ("zeros", "learned"):
+            problems.append(f"model.null_audio={self.null_audio!r}: choose zeros or learned")
         if self.hidden_size % self.num_heads:
             problems.append(f"model.hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}")
         elif (self.hidden_size // self.num_heads) % 2:

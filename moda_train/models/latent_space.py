@@ -8,6 +8,7 @@ does with raw z-scored motion.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -112,6 +113,18 @@ class LatentSpace(nn.Module):
         for key in (*LATENT_STAT_KEYS, *MOTION_STAT_KEYS):
             getattr(space, key).copy_(state[key])
         return space
+
+    @classmethod
+    def from_config(cls, vae_config: dict) -> LatentSpace:
+        """The space of a VAE with config `vae_config` (`vae_config()` of a loaded one), weights and statistics
+        unset: they come from the state dict of a checkpoint that holds this space."""
+        return cls(MotionVAE(VAEConfig(**vae_config)))
+
+    def vae_config(self) -> dict:
+        """The VAE's config as a plain dict (what `from_config` takes)."""
+        if self.vae is None:
+            raise ValueError("raw motion space has no VAE")
+        return dataclasses.asdict(self.vae.cfg)
 
     @property
     def is_raw(self) -> bool:

@@ -12,7 +12,8 @@ attended exactly as the T copies would (see `attention.attention`), at a fractio
 the emotion and identity tokens are broadcast to T copies with frame positions 0..T-1, as released.
 
 Null conditions: the null audio is the all-zero feature vector (its embedding is the audio MLP's learned response
-to zeros, so no extra parameter); the null emotion is class `num_emotions`. The network sees the flow time t in
+to zeros, so no extra parameter), or with `null_audio: learned` a trained feature vector; the null emotion is class
+`num_emotions`. The network sees the flow time t in
 [0, 1] only; it embeds 1000 t as MoDA does.
 """
 
@@ -57,6 +58,8 @@ class MoDA(nn.Module):
             SingleStreamBlock(h, heads, ratio, qk) for _ in range(config.depth_single_stream)
         )
         self.final = FinalLayer(h, config.motion_dim)
+        if config.null_audio == "learned":
+            self.null_audio = nn.Parameter(torch.zeros(config.audio_dim))
         self.initialize_weights()
 
     @property
@@ -100,7 +103,8 @@ class MoDA(nn.Module):
         self._check_inputs(x_t, t, audio, identity, emotion, prev_motion, audio_null)
         B, T, _ = x_t.shape
         if audio_null is not None:
-            audio = audio.masked_fill(audio_null[:, None, None], 0.0)  # [B, T, A]; null audio = zero feature
+            null = self.null_audio.to(audio.dtype) if self.config.null_audio == "learned" else audio.new_zeros(())
+            audio = torch.where(audio_null[:, None, None], null, audio)  # [B, T, A]
         prev = prev_motion.flatten(1)[:, None, :].expand(B, T, -1)  # [B, T, P*C]
         x = self.motion_embed(torch.cat([x_t, prev], dim=-1))  # [B, T, H]
         a = self.audio_embed(audio)  # [B, T, H]

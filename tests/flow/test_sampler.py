@@ -113,3 +113,14 @@ def test_sampler_rejects_bad_arguments():
         sample(_tiny_model(), _cond(), 5, steps=0)
     with pytest.raises(ValueError, match=r"noise must have shape \[2, 5, 6\]"):
         sample(_tiny_model(), _cond(), 5, noise=torch.zeros(2, 4, 6))
+
+
+def test_time_grids():
+    from moda_train.flow.sampler import time_grid
+
+    torch.testing.assert_close(time_grid(10), torch.linspace(1, 0, 11))
+    released = time_grid(10, "released")
+    assert len(released) == 11 and released[-1] == 0
+    torch.testing.assert_close(released[:-1], torch.linspace(1, 0.001, 10))
+    with pytest.raises(ValueError, match="time grid 'cosine'"):
+        time_grid(10, "cosine")

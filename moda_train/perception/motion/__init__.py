@@ -13,7 +13,7 @@ from moda_train.perception.registry import build_backend
 from .base import MotionExtractor, MotionSequence
 from .landmarks import LandmarksMotionExtractor, NoFaceError
 from .liveportrait import LivePortraitMotionExtractor
-from .pose import motion_to_image_keypoints
+from .pose import motion_to_image_keypoints, motion_to_keypoints
 
 MOTION_EXTRACTORS: dict[str, type[MotionExtractor]] = {
     "landmarks": LandmarksMotionExtractor,
@@ -27,6 +27,7 @@ __all__ = [
     "NoFaceError",
     "get_motion_extractor",
     "motion_to_image_keypoints",
+    "motion_to_keypoints",
 ]
 
 

@@ -36,6 +36,12 @@ def rotation_angles(matrices: np.ndarray) -> np.ndarray:
 
 def motion_to_image_keypoints(motion: np.ndarray, identity: np.ndarray, crop_size: int = 256) -> np.ndarray:
     """Pixel positions [T, 21, 2] in the crop of the keypoints that `motion` [T, 70] drives for `identity` [63]."""
+    return normalised_to_pixels(motion_to_keypoints(motion, identity)[..., :2], crop_size)
+
+
+def motion_to_keypoints(motion: np.ndarray, identity: np.ndarray) -> np.ndarray:
+    """Crop-normalised 3-D positions [T, 21, 3] of the keypoints that `motion` [T, 70] drives for `identity` [63]
+    (the module docstring's formula; what LivePortrait's warping network takes as driving keypoints)."""
     motion = np.asarray(motion, dtype=np.float64)
     identity = np.asarray(identity, dtype=np.float64)
     if motion.ndim != 2 or motion.shape[1] != MOTION_DIM:
@@ -44,8 +50,7 @@ def motion_to_image_keypoints(motion: np.ndarray, identity: np.ndarray, crop_siz
         raise ValueError(f"identity must be [{3 * NUM_KEYPOINTS}], got {identity.shape}")
     canonical = (identity + motion[:, EXPRESSION]).reshape(-1, NUM_KEYPOINTS, 3)
     rotated = canonical @ rotation_matrix(motion[:, ROTATION]).transpose(0, 2, 1)
-    image = motion[:, SCALE, None] * rotated + motion[:, None, TRANSLATION]
-    return normalised_to_pixels(image[..., :2], crop_size)
+    return motion[:, SCALE, None] * rotated + motion[:, None, TRANSLATION]
 
 
 def pixels_to_normalised(points: np.ndarray, crop_size: int) -> np.ndarray:
