@@ -88,12 +88,10 @@ def shards(tmp_path_factory) -> Path:
     return write_synthetic_shards(tmp_path_factory.mktemp("shards"), num_clips=9, clips_per_shard=3, seed=0)
 
 
-@pytest.fixture(scope="session")
-def reference_run(shards, tmp_path_factory) -> Run:
-    """An uninterrupted two-rank ZeRO-2 run of MAX_STEPS steps, consolidated to fp32."""
-    out = tmp_path_factory.mktemp("runs")
+def run_training(overrides: list[str], expect_success: bool = True) -> str:
+    """Run `python -m moda_train.train` in its own processes; returns its log, its exit code checked."""
     result = subprocess.run(
-        train_command(training_overrides(shards, out, "reference")),
+        train_command(overrides),
         cwd=REPO_ROOT,
         env=clean_env(),
         capture_output=True,
@@ -101,7 +99,18 @@ def reference_run(shards, tmp_path_factory) -> Run:
         timeout=RUN_TIMEOUT_S,
     )
     log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-5000:]
+    if expect_success:
+        assert result.returncode == 0, log[-5000:]
+    else:
+        assert result.returncode != 0, log[-5000:]
+    return log
+
+
+@pytest.fixture(scope="session")
+def reference_run(shards, tmp_path_factory) -> Run:
+    """An uninterrupted two-rank ZeRO-2 run of MAX_STEPS steps, consolidated to fp32."""
+    out = tmp_path_factory.mktemp("runs")
+    log = run_training(training_overrides(shards, out, "reference"))
     run_dir = out / "reference"
     weights = consolidate(run_dir / "checkpoints" / "last.ckpt", out / "reference.pt")["state_dict"]
     return Run(run_dir, log, weights)

@@ -13,7 +13,6 @@ import glob
 import json
 import math
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +24,10 @@ from moda_train.consolidate import consolidate
 
 from .conftest import (
     REPO_ROOT,
-    RUN_TIMEOUT_S,
     assert_same_weights,
     checkpoint_step,
-    clean_env,
+    run_training,
     start_from,
-    train_command,
     training_overrides,
 )
 
@@ -53,23 +50,6 @@ def numerics_overrides(shards: Path, out: Path, name: str, steps: int, **extra: 
         f"optim.grad_clip={CLIP}",
     ]
     return overrides + [f"{key}={value}" for key, value in extra.items()]
-
-
-def run_training(overrides: list[str], expect_success: bool = True) -> str:
-    result = subprocess.run(
-        train_command(overrides),
-        cwd=REPO_ROOT,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-    )
-    log = result.stdout + result.stderr
-    if expect_success:
-        assert result.returncode == 0, log[-5000:]
-    else:
-        assert result.returncode != 0, log[-5000:]
-    return log
 
 
 @dataclass
