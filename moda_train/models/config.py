@@ -36,6 +36,10 @@ class ModelConfig:
     timestep_freq_dim: int = 256
     """Width of the sinusoidal timestep embedding fed to the timestep MLP."""
 
+    compile: bool = False
+    """torch.compile the transformer blocks for training and sampling (`MoDA.compile_blocks`); the first steps
+    then take longer while the three block graphs compile (docs/model.md, benchmark)."""
+
     motion_space: str = "raw"
     """What the flow model generates: `raw` normalised 70-d motion, or `vae` latents of a frozen motion VAE (the
     training module resizes motion_dim, prev_motion_frames and audio_dim to the VAE's latent frames)."""
