@@ -1,34 +1,49 @@
-"""Benchmark of the MoDA MMDiT on this machine: training-step throughput, model FLOP utilisation, sampling time.
+"""Benchmark of the MoDA MMDiT on this machine: eager vs compiled training steps and sampling, side by side.
 
     python benchmarks/bench_mmdit.py                      # reduced config (batch 8) + MoDA-B (batch 1)
-    python benchmarks/bench_mmdit.py --only reduced --steps 10 --threads 2
+    python benchmarks/bench_mmdit.py --only reduced --steps 4 --json bench.json
 
-For each configuration it times full training steps (flow loss forward + backward + AdamW step) on random data,
-counts the step's floating-point operations with torch's FlopCounterMode (matmuls and attention, forward and
-backward, as executed), and divides the achieved FLOP/s by this machine's dense fp32 matmul throughput measured
-in the same run (2048^2 matmuls right before and after each timed step, the faster of the two) to give the model
-FLOP utilisation (MFU); the median over steps is reported, and the best step as an upper view on a busy machine.
-It also times 10-step guided Euler sampling of one 80-frame window (separate audio and emotion scales: three
-passes batched per step).
+For each configuration, in one process and with repetitions interleaved (the machine is shared, so only ratios
+measured side by side are trustworthy), it times full training steps (flow loss forward + backward + AdamW step)
+on random data for:
+  eager       the model as is, stepped by the AdamW that training uses (`moda_train.lit.optim.make_adamw`),
+  compiled    the same weights with `MoDA.compile_blocks()` (what `model.compile=true` does), same optimizer,
+  for-loop    eager, stepped by torch's default AdamW on CPU (the per-parameter for-loop implementation).
+It counts the step's floating-point operations with torch's FlopCounterMode (matmuls and attention, forward and
+backward), and divides the achieved FLOP/s by this machine's dense fp32 matmul throughput measured around every
+timed step (2048^2 matmuls right before and after it, the faster of the two) to give the model FLOP
+utilisation (MFU). It times 10-step guided Euler sampling of one 80-frame window with equal audio and emotion
+scales (two passes a step) and with separate ones (three), eager and compiled, with the FLOPs of each. Last, a
+torch.profiler table of one training step, eager and compiled: where the time that is not matmul goes.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
+import torch._inductor.config as inductor_config
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from moda_train.core.config_loader import CONFIGS_ROOT, load_config
 from moda_train.core.motion_layout import group_indices
 from moda_train.flow import FlowConfig, flow_loss, sample
+from moda_train.lit.optim import make_adamw
 from moda_train.models import MoDA, ModelConfig
 
-SETUPS = {"reduced": ("reduced.yaml", 8), "moda_b": ("moda_b.yaml", 1)}
+# The tiny preset is not part of the default run: it checks the script itself in a few minutes.
+SETUPS = {"reduced": ("reduced.yaml", 8), "moda_b": ("moda_b.yaml", 1), "tiny": ("tiny.yaml", 8)}
+DEFAULT_SETUPS = ("reduced", "moda_b")
+SCALES = {"equal": (1.15, 1.15), "separate": (1.15, 1.5)}
+# Profiler rows that are dense matmul work (the FLOPs the MFU counts, attention apart).
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "mkldnn::_linear_pointwise")
+PROFILE_ROWS = 12
 
 
 def model_config(preset: str) -> ModelConfig:
@@ -37,18 +52,17 @@ def model_config(preset: str) -> ModelConfig:
     return typed
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 5, rounds: int = 3) -> tuple[float, float]:
-    """Dense fp32 matmul throughput in GFLOP/s, by wall clock and by this thread's CPU time (best round each)."""
+def matmul_gflops(size: int = 2048, repeats: int = 2, rounds: int = 2) -> float:
+    """Dense fp32 matmul throughput in GFLOP/s by wall clock (best round)."""
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b  # warm-up: thread pool, allocator
-    best_wall = best_cpu = float("inf")
+    best = float("inf")
     for _ in range(rounds):
-        wall, cpu = time.perf_counter(), time.thread_time()
+        start = time.perf_counter()
         for _ in range(repeats):
             a @ b
-        best_wall, best_cpu = min(best_wall, time.perf_counter() - wall), min(best_cpu, time.thread_time() - cpu)
-    flop = 2 * size**3 * repeats / 1e9
-    return flop / best_wall, flop / best_cpu
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 * repeats / 1e9 / best
 
 
 def random_batch(cfg: ModelConfig, batch: int, frames: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -63,118 +77,198 @@ def random_batch(cfg: ModelConfig, batch: int, frames: int) -> tuple[torch.Tenso
     return x0, cond
 
 
-def time_calls(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
-    """Wall times of `repeats` calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> tuple[dict[str, list[float]], dict]:
+    """Wall times of `repeats` rounds of every fn in turn, and per call the faster matmul probe around it."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    probes: dict[str, list[float]] = {name: [] for name in fns}
+    probe = matmul_gflops()
     for _ in range(repeats):
-        start = time.perf_counter()
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+            after = matmul_gflops()
+            probes[name].append(max(probe, after))
+            probe = after
+    return times, probes
+
+
+def profile_table(fn: Callable[[], object]) -> tuple[float, list[tuple[str, float]]]:
+    """(total ms, [(op, self ms)]) of one call of fn: the matmul share and the largest other ops by self time."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
-        times.append(time.perf_counter() - start)
-    return times
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events) / 1e3
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS) / 1e3
+    others = sorted(
+        ((e.key, e.self_cpu_time_total / 1e3) for e in events if e.key not in MATMUL_OPS), key=lambda r: -r[1]
+    )
+    return total, [("matmul (mm, addmm, bmm)", matmul), *others[:PROFILE_ROWS]]
 
 
-def bench_setup(name: str, steps: int, frames: int, sample_steps: int) -> dict:
+def bench_setup(name: str, steps: int, frames: int, sample_steps: int, sample_repeats: int) -> dict:
     preset, batch = SETUPS[name]
     cfg = model_config(preset)
     torch.manual_seed(0)
-    model = MoDA(cfg)
+    eager = MoDA(cfg)
     # Train from a state where every branch is live (adaLN-Zero makes the first steps unrepresentative).
     with torch.no_grad():
-        for p in model.parameters():
+        for p in eager.parameters():
             if not p.any():
                 p.normal_(std=0.02)
+    compiled = copy.deepcopy(eager)
+    compiled.compile_blocks()
+    looped = copy.deepcopy(eager)
     flow = FlowConfig()
     groups = group_indices() if cfg.motion_dim == 70 else None
-    # fused=True: one kernel for all parameters, about 3x faster than the default foreach AdamW on CPU.
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
     x0, cond = random_batch(cfg, batch, frames)
-    generator = torch.Generator().manual_seed(0)
+    optimizers = {
+        "eager": (eager, make_adamw(eager.parameters(), lr=1e-4)),
+        "compiled": (compiled, make_adamw(compiled.parameters(), lr=1e-4)),
+        # torch's default on CPU: foreach=None resolves to the per-parameter loop there
+        "for-loop": (looped, (torch.optim.AdamW(looped.parameters(), lr=1e-4), "for-loop")),
+    }
 
-    def train_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        flow_loss(model, x0, cond, flow, groups, generator)["loss"].backward()
-        optimizer.step()
+    def train_step(model: MoDA, optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            generator = torch.Generator().manual_seed(0)
+            flow_loss(model, x0, cond, flow, groups, generator)["loss"].backward()
+            optimizer.step()
 
+        return step
+
+    steps_fns = {key: train_step(model, opt) for key, (model, (opt, _)) in optimizers.items()}
     with FlopCounterMode(display=False) as counter:
-        flow_loss(model, x0, cond, flow, groups, generator)["loss"].backward()
+        flow_loss(eager, x0, cond, flow, groups, torch.Generator().manual_seed(0))["loss"].backward()
     step_flops = counter.get_total_flops()
-    optimizer.zero_grad(set_to_none=True)
 
-    # Other jobs on the cores change the available throughput from second to second, so every timed step is
-    # bracketed by short matmul probes and its MFU is taken against the faster probe of the two. With one torch
-    # thread all work runs on the calling thread, so its CPU time also gives a contention-free MFU: the step's
-    # FLOP per CPU-second over the matmul's FLOP per CPU-second (it ignores only time spent descheduled).
-    for _ in range(2):
-        train_step()  # warm-up
-    step_times, mfus, cpu_mfus, probes = [], [], [], []
-    probe = matmul_gflops(repeats=2, rounds=2)
-    for _ in range(steps):
-        wall, cpu = time.perf_counter(), time.thread_time()
-        train_step()
-        step_times.append(time.perf_counter() - wall)
-        step_cpu = time.thread_time() - cpu
-        after = matmul_gflops(repeats=2, rounds=2)
-        best = (max(probe[0], after[0]), max(probe[1], after[1]))
-        probes.append(best[0])
-        mfus.append(step_flops / step_times[-1] / 1e9 / best[0])
-        cpu_mfus.append(step_flops / step_cpu / 1e9 / best[1])
-        probe = after
-    step = statistics.median(step_times)
+    start = time.perf_counter()
+    steps_fns["compiled"]()  # compiles the block graphs (forward and backward)
+    compile_s = time.perf_counter() - start
+    for fn in steps_fns.values():
+        fn()  # warm-up
+    times, probes = interleaved(steps_fns, steps)
+    training = {}
+    for key, (_, (_, implementation)) in optimizers.items():
+        mfus = [step_flops / t / 1e9 / p for t, p in zip(times[key], probes[key])]
+        training[key] = {
+            "optimizer": implementation,
+            "step_s_median": statistics.median(times[key]),
+            "step_s_min": min(times[key]),
+            "mfu_median": statistics.median(mfus),
+            "mfu_best": max(mfus),
+        }
+    # The optimizer step alone, training's vs the for-loop (gradients are still there from the last step).
+    opt_times, _ = interleaved({key: optimizers[key][1][0].step for key in ("eager", "for-loop")}, steps)
+    for key, values in opt_times.items():
+        training[key]["optimizer_step_s"] = statistics.median(values)
 
-    model.eval()
+    profiles = {key: profile_table(steps_fns[key]) for key in ("eager", "compiled")}
+
     one = {key: value[:1] for key, value in cond.items()}
+    noise = torch.randn(1, frames, cfg.motion_dim, generator=torch.Generator().manual_seed(1))
+    eager.eval(), compiled.eval()
 
-    def guided_sampling() -> None:
-        sample(model, one, frames, steps=sample_steps, guidance_audio=1.15, guidance_emotion=1.15)
+    def sampler(model: MoDA, scales: tuple[float, float]) -> Callable[[], torch.Tensor]:
+        return lambda: sample(model, one, frames, sample_steps, scales[0], scales[1], noise=noise)
 
-    sampling = statistics.median(time_calls(guided_sampling, warmup=1, repeats=3))
+    sampling_fns = {
+        f"{kind} {scale}": sampler(model, SCALES[scale])
+        for scale in SCALES
+        for kind, model in (("eager", eager), ("compiled", compiled))
+    }
+    sampling_flops = {}
+    for scale in SCALES:
+        with FlopCounterMode(display=False) as counter:
+            sampling_fns[f"eager {scale}"]()
+        sampling_flops[scale] = counter.get_total_flops() / 1e9
+        sampling_fns[f"compiled {scale}"]()  # compiles the inference graphs once (the second scale reuses them)
+    sampling_times, _ = interleaved(sampling_fns, sample_repeats)
     return {
         "config": name,
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for p in eager.parameters()),
         "batch": batch,
         "frames": frames,
         "threads": torch.get_num_threads(),
-        "step_s_median": step,
-        "step_s_min": min(step_times),
-        "windows_per_s": batch / step,
         "step_gflop": step_flops / 1e9,
-        "achieved_gflops": step_flops / step / 1e9,
-        "matmul_gflops": statistics.median(probes),
-        "mfu": statistics.median(mfus),
-        "mfu_best_step": max(mfus),
-        "mfu_cpu_time": statistics.median(cpu_mfus) if torch.get_num_threads() == 1 else None,
-        f"sampling_{sample_steps}_steps_s": sampling,
+        "matmul_gflops": statistics.median(p for values in probes.values() for p in values),
+        "first_compiled_step_s": compile_s,
+        "training": training,
+        "sampling_steps": sample_steps,
+        "sampling_gflop": sampling_flops,
+        "sampling_s": {key: statistics.median(values) for key, values in sampling_times.items()},
+        "profile_ms": {key: {"total": total, "rows": rows} for key, (total, rows) in profiles.items()},
     }
+
+
+def report(r: dict) -> str:
+    """The results of one setup as markdown tables."""
+    tr, eager = r["training"], r["training"]["eager"]
+    lines = [
+        f"### {r['config']}: {r['parameters'] / 1e6:.1f} M parameters, batch {r['batch']} x {r['frames']} frames, "
+        f"{r['threads']} threads, {r['step_gflop']:.1f} GFLOP/step, matmul {r['matmul_gflops']:.1f} GFLOP/s, "
+        f"first compiled step {r['first_compiled_step_s']:.0f} s",
+        "",
+        "| training step | AdamW | step (median / min) | optimizer step | MFU (median / best) | vs eager |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, t in tr.items():
+        opt = f"{t['optimizer_step_s']:.3f} s" if "optimizer_step_s" in t else "as eager"
+        lines.append(
+            f"| {key} | {t['optimizer']} | {t['step_s_median']:.3f} / {t['step_s_min']:.3f} s | {opt} | "
+            f"{100 * t['mfu_median']:.1f} % / {100 * t['mfu_best']:.1f} % | "
+            f"{eager['step_s_median'] / t['step_s_median']:.2f}x |"
+        )
+    lines += [
+        "",
+        f"| {r['sampling_steps']}-step sampling, 1 window | GFLOP | eager | compiled |",
+        "|---|---|---|---|",
+    ]
+    for scale, (sa, se) in SCALES.items():
+        lines.append(
+            f"| {scale} scales ({sa}, {se}) | {r['sampling_gflop'][scale]:.1f} | "
+            f"{r['sampling_s'][f'eager {scale}']:.2f} s | {r['sampling_s'][f'compiled {scale}']:.2f} s |"
+        )
+    lines += [
+        "",
+        "| op (one training step, self time) | eager ms | | compiled op | compiled ms |",
+        "|---|---|---|---|---|",
+    ]
+    eager_rows, compiled_rows = r["profile_ms"]["eager"]["rows"], r["profile_ms"]["compiled"]["rows"]
+    blank = ("", None)
+    for i in range(max(len(eager_rows), len(compiled_rows))):
+        e = eager_rows[i] if i < len(eager_rows) else blank
+        c = compiled_rows[i] if i < len(compiled_rows) else blank
+        lines.append(f"| `{e[0]}` | {_ms(e[1])} | | `{c[0]}` | {_ms(c[1])} |")
+    totals = r["profile_ms"]["eager"]["total"], r["profile_ms"]["compiled"]["total"]
+    lines.append(f"| total (profiled) | {totals[0]:.0f} | | | {totals[1]:.0f} |")
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=sorted(SETUPS), action="append", help="run only this setup (repeatable)")
-    parser.add_argument("--steps", type=int, default=8, help="timed training steps per setup (after 2 warm-up)")
+    parser.add_argument("--steps", type=int, default=4, help="timed training steps per variant (after warm-up)")
     parser.add_argument("--frames", type=int, default=80, help="frames per window")
     parser.add_argument("--sample-steps", type=int, default=10, help="Euler steps of the timed sampling")
+    parser.add_argument("--sample-repeats", type=int, default=2, help="timed samplings per variant")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = [bench_setup(name, args.steps, args.frames, args.sample_steps) for name in args.only or SETUPS]
-    for r in results:
-        print(
-            f"{r['config']:>8}: {r['parameters'] / 1e6:6.1f} M params, batch {r['batch']} x {r['frames']} frames, "
-            f"{r['threads']} threads | step {r['step_s_median']:.3f} s (min {r['step_s_min']:.3f}) = "
-            f"{r['windows_per_s']:.2f} windows/s | {r['step_gflop']:.1f} GFLOP/step -> {r['achieved_gflops']:.1f} "
-            f"GFLOP/s of {r['matmul_gflops']:.1f} GFLOP/s matmul = MFU {100 * r['mfu']:.1f} % "
-            f"(best step {100 * r['mfu_best_step']:.1f} %"
-            + (f", by CPU time {100 * r['mfu_cpu_time']:.1f} %" if r["mfu_cpu_time"] is not None else "")
-            + ") | guided sampling "
-            f"{args.sample_steps} steps: {r[f'sampling_{args.sample_steps}_steps_s']:.2f} s"
-        )
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    inductor_config.cpp.enable_kernel_profile = True  # compiled kernels appear by name in the profile table
+    for name in args.only or DEFAULT_SETUPS:
+        result = bench_setup(name, args.steps, args.frames, args.sample_steps, args.sample_repeats)
+        print(report(result) + "\n", flush=True)
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps(result) + "\n")
 
 
 if __name__ == "__main__":

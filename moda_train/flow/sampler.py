@@ -30,6 +30,23 @@ def time_grid(steps: int, grid: str = "uniform", device=None, dtype=None) -> Ten
     raise ValueError(f"time grid {grid!r}: choose {' or '.join(TIME_GRIDS)}")
 
 
+def guidance_weights(guidance_audio: float, guidance_emotion: float) -> dict[tuple[bool, bool], float]:
+    """The guided velocity as a weighted sum of predictions: {(null_audio, null_emotion): weight}, zero weights
+    left out. Expanding the guidance formula (see `guided_velocity`) gives
+
+        v = (1 - s_a) v(null, null) + (s_a - s_e) v(audio, null) + s_e v(audio, emotion),
+
+    so equal scales (MoDA's single scale) need two passes, s_a = 1 or s_e = 0 two, s_a = s_e = 1 one (the
+    conditional prediction); any other pair needs all three. The weights always sum to 1.
+    """
+    weights = {
+        (True, True): 1.0 - guidance_audio,
+        (False, True): guidance_audio - guidance_emotion,
+        (False, False): guidance_emotion,
+    }
+    return {condition: w for condition, w in weights.items() if w != 0.0}
+
+
 def guided_velocity(
     model: Callable[..., Tensor],
     x: Tensor,
@@ -45,19 +62,17 @@ def guided_velocity(
 
     (conditions written as (audio, emotion); identity and previous motion are always kept). With s_a = s_e = s
     this is MoDA's single scale, v_uncond + s (v_cond - v_uncond); s_e alone strengthens the emotion on top of the
-    audio-driven motion. The three predictions are one batched model call; with both scales 1 the guided
-    velocity is the conditional one and a single pass is made.
+    audio-driven motion. Only the predictions with a non-zero weight are made (`guidance_weights`: one to three),
+    batched into one model call.
     """
-    if guidance_audio == 1.0 and guidance_emotion == 1.0:
-        return model(x, t, **select_conditions(cond))
-    passes = (
-        null_conditions(cond, null_audio=True, null_emotion=True, null_emotion_id=null_emotion),
-        null_conditions(cond, null_audio=False, null_emotion=True, null_emotion_id=null_emotion),
-        select_conditions(cond),
-    )
-    batched = {key: torch.cat([p[key] for p in passes]) for key in passes[-1]}
-    v_uncond, v_audio, v_full = model(torch.cat([x] * 3), torch.cat([t] * 3), **batched).chunk(3)
-    return v_uncond + guidance_audio * (v_audio - v_uncond) + guidance_emotion * (v_full - v_audio)
+    weights = guidance_weights(guidance_audio, guidance_emotion)
+    passes = [null_conditions(cond, audio, emotion, null_emotion) for audio, emotion in weights]
+    n = len(passes)
+    batched = {key: torch.cat([p[key] for p in passes]) for key in passes[0]}
+    velocities = model(torch.cat([x] * n), torch.cat([t] * n), **batched).chunk(n)
+    if n == 1:
+        return velocities[0]  # its weight is exactly 1: the prediction itself, bit for bit
+    return sum(w * v for w, v in zip(weights.values(), velocities))
 
 
 @torch.no_grad()

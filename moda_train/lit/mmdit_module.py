@@ -59,6 +59,9 @@ class MoDALightningModule(EMATrainedModule):
             )
         )
         self.ema = make_ema(self.model)
+        if self.cfg.model.compile:  # the EMA too: validation and sampling run through it
+            self.model.compile_blocks()
+            self.ema.compile_blocks()
         self.groups = group_indices() if self.space.is_raw else None  # latents have no expression/pose/lip
         # Validation scores the fully conditioned model: no condition dropout there.
         self.val_flow = dataclasses.replace(self.cfg.flow, drop_audio=0.0, drop_emotion=0.0, drop_prev_motion=0.0)

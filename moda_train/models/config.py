@@ -40,6 +40,10 @@ class ModelConfig:
     """The null (dropped / unconditional) audio feature: `zeros`, the all-zero feature (no parameter), or
     `learned`, a trained vector `null_audio` [audio_dim] (starts at zero). The released MoDA draws a random one."""
 
+    compile: bool = False
+    """torch.compile the transformer blocks for training and sampling (`MoDA.compile_blocks`); the first steps
+    then take longer while the three block graphs compile (docs/model.md, benchmark)."""
+
     motion_space: str = "raw"
     """What the flow model generates: `raw` normalised 70-d motion, or `vae` latents of a frozen motion VAE (the
     training module resizes motion_dim, prev_motion_frames and audio_dim to the VAE's latent frames)."""

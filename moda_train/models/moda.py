@@ -130,6 +130,19 @@ class MoDA(nn.Module):
             tokens = block(tokens, c, freqs)  # [B, 4T, H]
         return self.final(tokens[:, :T], c)  # [B, T, C]
 
+    def compile_blocks(self, **options: object) -> None:
+        """torch.compile every transformer block in place (regional compilation), for training and sampling.
+
+        Blocks of one kind share their compiled code, so a run compiles three graphs (four-stream, two-stream,
+        single-stream), not 21. `Module.compile` keeps each block where it is: state-dict names do not change
+        (no `_orig_mod.`), and the embedders, input checks and module hooks stay eager. `dynamic=True` makes
+        batch and token counts symbolic, so another window length, a smaller last batch or the one- to
+        three-pass guidance batches reuse the same code (torch specialises size 1: batch 1 compiles once more).
+        `options` go to torch.compile (e.g. `mode`).
+        """
+        for block in (*self.four_stream, *self.two_stream, *self.single_stream):
+            block.compile(dynamic=True, **options)
+
     def _rope(self, positions: Tensor) -> Tensor:
         return rope_frequencies(positions, self.config.head_dim, self.config.rope_theta)
 

@@ -25,11 +25,12 @@ def _cond(n: int = 2, frames: int = 5) -> dict:
 
 class CountingModel:
     def __init__(self, model):
-        self.model, self.calls = model, 0
+        self.model, self.calls, self.batch_sizes = model, 0, []
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, x, *args, **kwargs):
         self.calls += 1
-        return self.model(*args, **kwargs)
+        self.batch_sizes.append(len(x))
+        return self.model(x, *args, **kwargs)
 
 
 def test_guidance_scales_one_equal_the_conditional_prediction():
@@ -42,8 +43,19 @@ def test_guidance_scales_one_equal_the_conditional_prediction():
         torch.testing.assert_close(guided_velocity(model, x, t, cond, 1.0 + 1e-7, 1.0), conditional)
 
 
-@pytest.mark.parametrize(("s_audio", "s_emotion"), [(2.0, 1.0), (1.0, 3.0), (1.5, 0.5)])
-def test_batched_guidance_matches_three_separate_passes(s_audio, s_emotion):
+@pytest.mark.parametrize(
+    ("s_audio", "s_emotion", "passes"),
+    [
+        (2.0, 1.0, 3),  # an emotion scale of 1 alone does not reduce: all three weights are non-zero
+        (1.5, 0.5, 3),
+        (1.15, 1.15, 2),  # MoDA's single scale: unconditional and conditional only
+        (1.0, 3.0, 2),  # audio scale 1: audio-only and conditional
+        (1.5, 0.0, 2),  # emotion scale 0: unconditional and audio-only
+        (0.0, 0.0, 1),  # the unconditional prediction
+        (1.0, 0.0, 1),  # the audio-only prediction
+    ],
+)
+def test_guidance_makes_only_the_needed_passes_and_equals_the_three_pass_formula(s_audio, s_emotion, passes):
     model, cond = _tiny_model(), _cond()
     x, t = torch.randn(2, 5, 6), torch.tensor([0.3, 0.8])
     counting = CountingModel(model)
@@ -54,7 +66,7 @@ def test_batched_guidance_matches_three_separate_passes(s_audio, s_emotion):
         v_uncond = model(
             x, t, **{**cond, "emotion": torch.full((2,), 8)}, audio_null=torch.ones(2, dtype=torch.bool)
         )
-    assert counting.calls == 1
+    assert counting.calls == 1 and counting.batch_sizes == [2 * passes]  # two samples, `passes` conditions each
     expected = v_uncond + s_audio * (v_audio - v_uncond) + s_emotion * (v_full - v_audio)
     torch.testing.assert_close(guided, expected, rtol=1e-4, atol=1e-5)
     assert (guided - v_full).abs().max() > 1e-3  # guidance really changes the velocity

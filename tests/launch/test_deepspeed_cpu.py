@@ -39,6 +39,11 @@ def test_zero2_trains_and_writes_one_optimizer_shard_per_rank(reference_run):
         assert shards == ["zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"]
     assert checkpoint_step(checkpoints / "last.ckpt") == MAX_STEPS
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in reference_run.log  # rank 1 really ran
+    # The client optimizer DeepSpeed steps on each rank's fp32 partition is the fused AdamW training picks.
+    shard = torch.load(
+        next((checkpoints / "last.ckpt" / "checkpoint").glob("*optim_states.pt")), weights_only=False
+    )
+    assert all(g["fused"] for g in shard["optimizer_state_dict"]["base_optimizer_state"]["param_groups"])
 
 
 def test_consolidated_checkpoint_is_fp32_and_complete(reference_run, tmp_path):

@@ -73,6 +73,24 @@ def test_resume_continues_exactly(shards, tmp_path):
 
 
 @pytest.mark.slow
+def test_compiled_training_trains_and_resumes(shards, tmp_path):
+    """model.compile: 2 steps + resume to 4 gives the 4-step run's weights, under the eager model's names."""
+    common = ("model.compile=true", "train.checkpoint_every_n_steps=2", "train.val_every_n_steps=100",
+              "data.val_shards=")  # fmt: skip
+    straight = _train(shards, tmp_path / "a", "train.max_steps=4", *common)
+    _train(shards, tmp_path / "b", "train.max_steps=2", *common)
+    resumed = _train(shards, tmp_path / "b", "train.max_steps=4", *common)
+    a, b = _weights(straight / "checkpoints" / "last.ckpt"), _weights(resumed / "checkpoints" / "last.ckpt")
+    first = _weights(resumed / "checkpoints" / "step-0000002.ckpt")
+    config = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=False)["hyper_parameters"]["config"]
+    config["model"]["compile"] = False
+    assert a.keys() == MoDALightningModule(config).state_dict().keys()  # an eager module loads it as is
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6, msg=name)
+    assert any(not torch.equal(first[n], b[n]) for n in b if n.startswith("model."))
+
+
+@pytest.mark.slow
 def test_checkpoint_rebuilds_the_model_with_its_statistics(shards, tmp_path):
     run_dir = _train(shards, tmp_path, "train.max_steps=2", "data.val_shards=")
     module = MoDALightningModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt", map_location="cpu")
