@@ -15,19 +15,16 @@ def _reset_torch_state():
 
 
 # Folders of tiny models, op-overhead bound: there one torch thread is faster than two and immune to other jobs
-# on the shared cores. A test elsewhere opts in with `@pytest.mark.one_thread`.
+# on the shared cores. A test module elsewhere opts in with `pytestmark = pytest.mark.one_thread`. Module-scoped,
+# so the module's own fixtures (trained models, features) run under the same thread count as its tests.
 ONE_THREAD_FOLDERS = ("models", "flow", "vae", "generation")
 
 
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if Path(item.path).parent.name in ONE_THREAD_FOLDERS:
-            item.add_marker(pytest.mark.one_thread)
-
-
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _one_thread(request):
-    if request.node.get_closest_marker("one_thread") is None:
+    if Path(request.node.path).parent.name not in ONE_THREAD_FOLDERS and not request.node.get_closest_marker(
+        "one_thread"
+    ):
         yield
         return
     threads = torch.get_num_threads()

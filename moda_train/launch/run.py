@@ -116,10 +116,6 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
 
 def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> Path:
     """Train `cfg` (a typed experiment); returns the run folder."""
-    # Before anything else: a folder or a typo in a shard list is a config error now, not a reader retrying it.
-    check_shard_spec(cfg.data.train_shards, "data.train_shards")
-    if cfg.data.val_shards:
-        check_shard_spec(cfg.data.val_shards, "data.val_shards")
     try:  # before the run folder exists: a wrong path is a config error, not a half-made run
         stats = MotionStats.load(cfg.data.stats_path)
     except (FileNotFoundError, ValueError) as err:
@@ -129,6 +125,10 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
             f"data.motion_backend={cfg.data.motion_backend!r} but {cfg.data.stats_path} records shards made with "
             f"the {stats.motion_backend!r} motion backend"
         )
+    # Before any work: a folder or a typo in a shard list is a config error now, not a reader retrying it.
+    check_shard_spec(cfg.data.train_shards, "data.train_shards")
+    if cfg.data.val_shards:
+        check_shard_spec(cfg.data.val_shards, "data.val_shards")
     L.seed_everything(cfg.train.seed, workers=True)
     run_dir = Path(cfg.train.out_dir) / run_name(cfg.train, experiment_path)
     tree.train.run_name = run_dir.name

@@ -117,7 +117,7 @@ class ALSELightningModule(L.LightningModule):
 
     @override
     def configure_optimizers(self) -> dict:
-        return configure_adamw(self.expert.parameters(), self.cfg.optim, self.cfg.train.max_steps)
+        return configure_adamw(self.expert.parameters(), self.cfg.optim, self.cfg.train.max_steps, self._trainer)
 
 
 def load_expert(path: str | Path, map_location: str | torch.device = "cpu") -> ALSELightningModule:

@@ -87,4 +87,4 @@ class EMATrainedModule(L.LightningModule):
 
     @override
     def configure_optimizers(self) -> dict:
-        return configure_adamw(self.model.parameters(), self.cfg.optim, self.cfg.train.max_steps)
+        return configure_adamw(self.model.parameters(), self.cfg.optim, self.cfg.train.max_steps, self._trainer)
