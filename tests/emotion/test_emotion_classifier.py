@@ -62,7 +62,6 @@ def test_classifier_beats_chance_on_held_out_clips(emotion_checkpoint, emotion_s
     predicted = [classifier.predict(motion)[0] for motion, _ in clips]
     result = emotion_accuracy([label for _, label in clips], predicted)
     assert result["count"] == len(clips)
-    print("held-out emotion accuracy", result["accuracy"], "of", len(clips))
     assert result["accuracy"] >= 0.6, result  # chance is 1/8
     assert np.trace(result["confusion"]) == round(result["accuracy"] * len(clips))
 
