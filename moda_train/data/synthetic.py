@@ -2,7 +2,8 @@
 
 Motion is a learnable function of audio: the lip dimensions follow the audio feature energy, pose sways slowly,
 so a model that learns shows it. With `emotion_signal` > 0 the expression also depends on the clip's emotion
-label (a fixed offset per emotion, `emotion_offset`), so an emotion classifier has something to learn. It is not a substitute for real data (see data_prep.demo_corpus for that).
+label (a fixed offset per emotion, `emotion_offset`), so an emotion classifier has something to learn. It is not
+a substitute for real data (see data_prep.demo_corpus for that).
 """
 
 from __future__ import annotations

@@ -46,7 +46,9 @@ class EmotionLightningModule(L.LightningModule):
         logits = self.classifier(batch["motion"])
         count = int(known.sum())
         if count:
-            loss = F.cross_entropy(logits[known], labels[known], label_smoothing=self.cfg.classifier.label_smoothing)
+            loss = F.cross_entropy(
+                logits[known], labels[known], label_smoothing=self.cfg.classifier.label_smoothing
+            )
             accuracy = (logits[known].argmax(-1) == labels[known]).float().mean()
         else:  # a batch of unlabelled windows only: nothing to learn, but every rank must still step
             loss, accuracy = logits.sum() * 0.0, torch.zeros((), device=logits.device)

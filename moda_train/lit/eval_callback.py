@@ -23,7 +23,6 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
@@ -85,7 +84,9 @@ class TrainingEvaluation(Callback):
         self.last_step = step
         pl_module.ema_shadow.copy_to_module()  # the EMA module holds the average as of this step
         cond = {key: self.batch[key].to(pl_module.device) for key in CONDITIONS}
-        generated = pl_module.denormalize(pl_module.sample(cond, self.batch["motion"].shape[1], seed=self.cfg.seed))
+        generated = pl_module.denormalize(
+            pl_module.sample(cond, self.batch["motion"].shape[1], seed=self.cfg.seed)
+        )
         if trainer.is_global_zero:
             truth = pl_module.denormalize(self.batch["motion"].to(pl_module.device))
             metrics = self.metrics(generated.float().cpu().numpy(), truth.float().cpu().numpy())
