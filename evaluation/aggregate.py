@@ -3,8 +3,8 @@
 Every metric comes out as {"value", "status", "better"}: status is "ok", or "skipped: <reason>" with value None
 (weights missing, too few clips, no multi-seed samples); a number is never made up. Metrics a video gives on its
 own (Sync-C/D, motion sync, pose spread, smoothness, emotion accuracy) also carry "ground_truth": the same metric
-on the ground-truth videos, when `ground_truth` is on. FID and FVD from fewer samples than feature dimensions carry a
-"warning", and so does KID when its subset size had to be capped.
+on the ground-truth videos, when `ground_truth` is on. FID and FVD from fewer samples than feature dimensions
+carry a "warning", and so does KID when its subset size had to be capped.
 """
 
 from __future__ import annotations

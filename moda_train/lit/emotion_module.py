@@ -53,11 +53,9 @@ class EmotionLightningModule(L.LightningModule):
         else:  # a batch of unlabelled windows only: nothing to learn, but every rank must still step
             loss, accuracy = logits.sum() * 0.0, torch.zeros((), device=logits.device)
         on_step, sync = stage == "train", stage != "train"
-        batch_size = max(count, 1)
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step, batch_size=batch_size,
-                 sync_dist=sync)  # fmt: skip
-        self.log(f"{stage}/acc", accuracy, on_step=on_step, on_epoch=not on_step, batch_size=batch_size,
-                 sync_dist=sync)  # fmt: skip
+        options = {"on_step": on_step, "on_epoch": not on_step, "batch_size": max(count, 1), "sync_dist": sync}
+        self.log(f"{stage}/loss", loss, prog_bar=True, **options)
+        self.log(f"{stage}/acc", accuracy, **options)
         return loss
 
     @override

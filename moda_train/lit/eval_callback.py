@@ -1,18 +1,18 @@
-"""Evaluation during training: every `evaluation.every_n_steps` optimizer steps, generate motion for a small fixed set of
-validation windows with the EMA weights and log motion-space metrics to TensorBoard.
+"""Evaluation during training: every `evaluation.every_n_steps` optimizer steps, generate motion for a small fixed
+set of validation windows with the EMA weights and log motion-space metrics to TensorBoard.
 
 The windows are the first `evaluation.windows` fixed windows of `data.val_shards` (read once, normalised with the
 module's own statistics), each generated from its own audio, identity, emotion label and previous motion with the
-module's sampler and guidance (`MoDALightningModule.sample`, seed `evaluation.seed`). No rendering. Logged under `eval/`,
-generated value and ground-truth value side by side (`_gt`), all in raw motion units:
+module's sampler and guidance (`MoDALightningModule.sample`, seed `evaluation.seed`). No rendering. Logged under
+`eval/`, the generated value and the ground truth's (`_gt`) side by side, in raw motion units:
 
-  lip_mae                               mean |generated - ground truth| over the lip dimensions
-  pose_spread, pose_spread_gt           `moda_train.metrics.motion.temporal_pose_spread`, mean over windows
-  motion_jerk_expression, ..._pose, _gt `moda_train.metrics.motion.motion_jerk`, mean over windows
-  motion_sync_c, motion_sync_d, motion_offset_abs (+ _gt)   with `evaluation.alse_checkpoint`: ALSE's Sync-C/D analogue
-                                        (`moda_train.alse_score`) of each window against its audio, mean over windows
-  emotion_accuracy, emotion_accuracy_gt with `evaluation.emotion_checkpoint`: `moda_train.metrics.emotion` over the windows
-                                        whose clip has a known emotion (the emotion the window is generated for)
+- lip_mae: mean |generated - ground truth| over the lip dimensions
+- pose_spread (_gt): `moda_train.metrics.motion.temporal_pose_spread`, mean over windows
+- motion_jerk_expression, motion_jerk_pose (_gt): `moda_train.metrics.motion.motion_jerk`, mean over windows
+- motion_sync_c, motion_sync_d, motion_offset_abs (_gt), with `evaluation.alse_checkpoint`: ALSE's Sync-C/D
+  analogue (`moda_train.alse_score`) of each window against its audio, mean over windows
+- emotion_accuracy (_gt), with `evaluation.emotion_checkpoint`: `moda_train.metrics.emotion` over the windows
+  whose clip has a known emotion (the emotion the window is generated for)
 
 Every rank generates (under DeepSpeed ZeRO-3 the EMA forward pass is collective); rank 0 computes and logs.
 """
@@ -43,7 +43,8 @@ class TrainingEvaluation(Callback):
     def __init__(self, cfg: TrainingEvalConfig, data: DataConfig) -> None:
         if not data.val_shards:
             raise ValueError(
-                f"evaluation.every_n_steps={cfg.every_n_steps} needs data.val_shards: the evaluation windows come from them"
+                f"evaluation.every_n_steps={cfg.every_n_steps} needs data.val_shards: the evaluation windows come "
+                "from them"
             )
         self.cfg, self.data = cfg, data
         self.batch: dict | None = None
