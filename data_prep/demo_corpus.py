@@ -12,8 +12,11 @@ whole frame); a per-speaker colour tint and mirroring. Muxed to H.264 + AAC mp4 
 Written next to each `<name>.mp4`: `<name>.envelope.npy` (float32 [T], the speech envelope per video frame in
 [0, 1] that drove the mouth) and `<name>.sway.npy` (float32 [T, 3]: roll in degrees, clockwise on screen like
 the motion layout's roll; x and y shift in pixels).
-`labels.csv` (path relative to the csv, speaker, emotion, split) serves the generic folder layout; its emotion
-labels are nominal (the animation does not act them). `corpus.json` records how the corpus was made.
+`labels.csv` (path relative to the csv, speaker, emotion, split) serves the generic folder layout. The emotions
+are acted, one per video of a speaker in turn (`EMOTION_CYCLE`: neutral, happiness, sadness, surprise), by a
+constant landmark displacement held for the whole video (`expression_offsets`): happiness raises and widens the
+mouth corners, sadness lowers them and raises the inner brows, surprise raises the brows and upper eyelids.
+`corpus.json` records how the corpus was made.
 
 Deterministic given the seed; re-running skips videos that are already complete (the mp4 is renamed into place
 last, so its presence means the video and its side files are whole).
@@ -48,7 +51,7 @@ PHOTO_CROP = (15, 235, 115, 335)  # top, bottom, left, right of the face region 
 INNER_UPPER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 INNER_LOWER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 MAX_JAW_DROP = 0.09  # lower-lip travel at full envelope, as a fraction of the face height
-EMOTION_CYCLE = ("neutral", "happiness", "sadness", "surprise")  # acted labels, one per video of a speaker in turn
+EMOTION_CYCLE = ("neutral", "happiness", "sadness", "surprise")  # acted, one per video of a speaker in turn
 # FaceMesh landmarks the expressions move: mouth corners, inner and middle brows, upper eyelids (both sides).
 MOUTH_CORNERS = (61, 291)
 INNER_BROWS = (107, 336)

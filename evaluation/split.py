@@ -8,10 +8,12 @@ A split is a `.csv` (header row) or `.jsonl` (one object per line) file with the
     reference_frame  optional index of the ground-truth frame that is the reference photo (default 0)
     reference        optional reference photo file instead (wins over reference_frame)
     emotion          optional emotion (name or class id 0..8) the clip is generated for and its ground truth shows;
-                     empty = none given (emotion accuracy then uses the config's emotion.generated_for)
+                     empty or 8 (unknown) = none given (emotion accuracy then uses the config's
+                     emotion.generated_for for the generated video)
 
-A data_prep `manifest.jsonl` (key, shard, source, split, frames, status) is accepted too: the rows of the
-requested split whose status is `ok` (or absent), with `source` as the ground-truth video.
+A data_prep `manifest.jsonl` (key, shard, source, split, frames, emotion, status) is accepted too: the rows of the
+requested split whose status is `ok` (or absent), with `source` as the ground-truth video and the clip's emotion
+label (8 = unknown) as `emotion`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from moda_train.core.motion_layout import emotion_index
+from moda_train.core.motion_layout import NULL_EMOTION, emotion_index
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -73,7 +75,7 @@ def load_split(path: str | Path, split_name: str = "test", video_root: str | Pat
     rows = _rows(path)
     if rows and "source" in rows[0] and "video" not in rows[0]:  # a data_prep manifest
         rows = [
-            {"key": r["key"], "video": r["source"]}
+            {"key": r["key"], "video": r["source"], "emotion": r.get("emotion")}
             for r in rows
             if r.get("split") == split_name and r.get("status", "ok") == "ok"
         ]
@@ -94,7 +96,9 @@ def load_split(path: str | Path, split_name: str = "test", video_root: str | Pat
             problems.append(f"row {number}: reference_frame {row.get('reference_frame')!r} is not an integer")
             continue
         try:
-            emotion = emotion_index(row["emotion"]) if row.get("emotion") not in (None, "") else None
+            label = row.get("emotion")
+            emotion = emotion_index(label) if label not in (None, "") else None
+            emotion = None if emotion == NULL_EMOTION else emotion
         except ValueError as err:
             problems.append(f"row {number}: {err}")
             continue

@@ -77,3 +77,13 @@ def test_split_emotion_column(tmp_path):
         load_split(tmp_path / "split.csv")
     with pytest.raises(ValueError, match="emotion.generated_for: unknown emotion 'glee'"):
         EvalConfig(split="x", generated_dir="y", emotion=EmotionConfig(generated_for="glee"))
+
+
+def test_manifest_emotion_is_the_split_emotion(tmp_path):
+    (tmp_path / "a.mp4").write_bytes(b"")
+    rows = [
+        '{"key": "a", "source": "a.mp4", "split": "test", "emotion": 6, "status": "ok"}',
+        '{"key": "b", "source": "a.mp4", "split": "test", "emotion": 8, "status": "ok"}',
+    ]
+    (tmp_path / "manifest.jsonl").write_text("\n".join(rows) + "\n")
+    assert [c.emotion for c in load_split(tmp_path / "manifest.jsonl", "test")] == [6, None]  # 8: unknown
