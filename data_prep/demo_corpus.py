@@ -257,7 +257,7 @@ def expression_offsets(points: np.ndarray, emotion: str) -> np.ndarray:
     # +1 for the landmark on the corner's own side of the face, pointing away from the mouth centre
     outward = np.sign(points[:, 0] - points[list(MOUTH_CORNERS)].mean(0)[0])[:, None]
     if emotion == "happiness":
-        offsets += corners * np.concatenate([0.02 * height * outward, np.full_like(outward, -0.05 * height)], 1)
+        offsets += corners * np.concatenate([0.03 * height * outward, np.full_like(outward, -0.07 * height)], 1)
     elif emotion == "sadness":
         offsets += corners * np.array([0.0, 0.06 * height])
         offsets += _around(points, INNER_BROWS, 0.04 * height)[:, None] * np.array([0.0, -0.035 * height])

@@ -16,10 +16,11 @@ from moda_train.metrics.emotion import emotion_accuracy
 from moda_train.models.emotion_classifier import EmotionClassifier, EmotionClassifierConfig
 
 
-def held_out_clips(shards) -> list[tuple[np.ndarray, int]]:
-    """The validation clips (never trained on) with a known emotion: raw motion [T, 70] and label."""
+def held_out_clips(shards, patterns: tuple[str, ...] = ("val-*.tar",)) -> list[tuple[np.ndarray, int]]:
+    """The clips of the shards matching `patterns` (never trained on) with a known emotion: raw motion [T, 70] and
+    label."""
     clips = []
-    for path in sorted(shards.glob("val-*.tar")):
+    for path in sorted(p for pattern in patterns for p in shards.glob(pattern)):
         for sample in wds.WebDataset(str(path), shardshuffle=False):
             clip = decode_sample(sample)
             if clip.emotion != NULL_EMOTION:
