@@ -12,8 +12,11 @@ whole frame); a per-speaker colour tint and mirroring. Muxed to H.264 + AAC mp4 
 Written next to each `<name>.mp4`: `<name>.envelope.npy` (float32 [T], the speech envelope per video frame in
 [0, 1] that drove the mouth) and `<name>.sway.npy` (float32 [T, 3]: roll in degrees, clockwise on screen like
 the motion layout's roll; x and y shift in pixels).
-`labels.csv` (path relative to the csv, speaker, emotion, split) serves the generic folder layout; its emotion
-labels are nominal (the animation does not act them). `corpus.json` records how the corpus was made.
+`labels.csv` (path relative to the csv, speaker, emotion, split) serves the generic folder layout. The emotions
+are acted, one per video of a speaker in turn (`EMOTION_CYCLE`: neutral, happiness, sadness, surprise), by a
+constant landmark displacement held for the whole video (`expression_offsets`): happiness raises and widens the
+mouth corners, sadness lowers them and raises the inner brows, surprise raises the brows and upper eyelids.
+`corpus.json` records how the corpus was made.
 
 Deterministic given the seed; re-running skips videos that are already complete (the mp4 is renamed into place
 last, so its presence means the video and its side files are whole).
@@ -48,7 +51,12 @@ PHOTO_CROP = (15, 235, 115, 335)  # top, bottom, left, right of the face region 
 INNER_UPPER_LIP = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308)
 INNER_LOWER_LIP = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 MAX_JAW_DROP = 0.09  # lower-lip travel at full envelope, as a fraction of the face height
-EMOTION_CYCLE = ("neutral", "happiness", "", "surprise")  # nominal labels, one per video of a speaker in turn
+EMOTION_CYCLE = ("neutral", "happiness", "sadness", "surprise")  # acted, one per video of a speaker in turn
+# FaceMesh landmarks the expressions move: mouth corners, inner and middle brows, upper eyelids (both sides).
+MOUTH_CORNERS = (61, 291)
+INNER_BROWS = (107, 336)
+BROWS = (105, 334, 107, 336, 66, 296)
+UPPER_LIDS = (159, 386)
 VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-rp")
 VARIANTS = ("m3", "f2", "m1", "f4", "m7", "f3")
 # Harvard sentences (IEEE 1969 recommended practice for speech quality measurements; public domain).
@@ -232,6 +240,33 @@ def jaw_weights(points: np.ndarray) -> np.ndarray:
     return across * below
 
 
+def _around(points: np.ndarray, centres: tuple[int, ...], radius: float) -> np.ndarray:
+    """Weight [N] of each landmark by closeness to the nearest of the `centres` landmarks (Gaussian, 1 at them)."""
+    distance = np.linalg.norm(points[:, None] - points[list(centres)][None], axis=2).min(1)
+    return np.exp(-0.5 * (distance / radius) ** 2)
+
+
+def expression_offsets(points: np.ndarray, emotion: str) -> np.ndarray:
+    """The constant landmark displacement [N, 2] (pixels) that acts `emotion` on the photo, held for the whole
+    video: happiness raises and widens the mouth corners; sadness lowers them and raises the inner brows;
+    surprise raises the brows and the upper eyelids; anything else (neutral) moves nothing. Each displacement
+    fades out with a Gaussian around the landmarks it moves, so the rest of the face stays where it is."""
+    height = float(np.ptp(points[:, 1]))
+    offsets = np.zeros_like(points, dtype=np.float64)
+    corners = _around(points, MOUTH_CORNERS, 0.05 * height)[:, None]
+    # +1 for the landmark on the corner's own side of the face, pointing away from the mouth centre
+    outward = np.sign(points[:, 0] - points[list(MOUTH_CORNERS)].mean(0)[0])[:, None]
+    if emotion == "happiness":
+        offsets += corners * np.concatenate([0.03 * height * outward, np.full_like(outward, -0.07 * height)], 1)
+    elif emotion == "sadness":
+        offsets += corners * np.array([0.0, 0.06 * height])
+        offsets += _around(points, INNER_BROWS, 0.04 * height)[:, None] * np.array([0.0, -0.035 * height])
+    elif emotion == "surprise":
+        offsets += _around(points, BROWS, 0.05 * height)[:, None] * np.array([0.0, -0.05 * height])
+        offsets += _around(points, UPPER_LIDS, 0.02 * height)[:, None] * np.array([0.0, -0.015 * height])
+    return offsets
+
+
 @dataclass
 class VideoJob:
     """One video to build: where, who, what is said."""
@@ -244,6 +279,7 @@ class VideoJob:
     seed: int
     index: int
     espeak: bool
+    emotion: str = "neutral"
 
 
 def face_photo() -> tuple[np.ndarray, np.ndarray]:
@@ -279,10 +315,11 @@ def build_video(job: VideoJob, photo: np.ndarray, points: np.ndarray) -> str:
 
     warper = FaceWarper(points, photo.shape[:2], (INNER_UPPER_LIP, INNER_LOWER_LIP))
     drop = jaw_weights(points)[:, None] * np.array([0.0, MAX_JAW_DROP * np.ptp(points[:, 1])])
+    acted = points + expression_offsets(points, job.emotion)
     centre = tuple(float(c) for c in points.mean(0))
     frames = np.empty((num_frames, FRAME_SIZE, FRAME_SIZE, 3), dtype=np.uint8)
     for t in range(num_frames):
-        talking = warper.warp(photo, points + envelope[t] * drop)
+        talking = warper.warp(photo, acted + envelope[t] * drop)
         roll, dx, dy = sway[t]
         # OpenCV's angle turns counter-clockwise on screen; the motion layout's roll is clockwise (y points down).
         head = cv2.getRotationMatrix2D(centre, -float(roll), 1.0)
@@ -314,8 +351,10 @@ def plan(
     for index in range(num_videos):
         speaker = speakers[index % len(speakers)]
         take = [SENTENCES[order[(index * per_video + k) % len(SENTENCES)]] for k in range(per_video + 2)]
-        name = f"{speaker.name}_{index // len(speakers):03d}"
-        jobs.append(VideoJob(name, str(out_dir), speaker, take, seconds, seed, index, espeak))
+        take_index = index // len(speakers)
+        name = f"{speaker.name}_{take_index:03d}"
+        emotion = EMOTION_CYCLE[take_index % len(EMOTION_CYCLE)]
+        jobs.append(VideoJob(name, str(out_dir), speaker, take, seconds, seed, index, espeak, emotion))
     return jobs
 
 
@@ -332,15 +371,14 @@ def speaker_split(speakers: list[str]) -> dict[str, str]:
 
 
 def write_labels(out_dir: Path, jobs: list[VideoJob]) -> Path:
-    """labels.csv for the generic layout: path (relative to the csv), speaker, emotion (nominal), split."""
+    """labels.csv for the generic layout: path (relative to the csv), speaker, emotion (the acted one), split."""
     path = out_dir / "labels.csv"
     splits = speaker_split(list({job.speaker.name for job in jobs}))
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "speaker", "emotion", "split"])
         for job in jobs:
-            emotion = EMOTION_CYCLE[(job.index // len(splits)) % len(EMOTION_CYCLE)]
-            writer.writerow([f"{job.name}.mp4", job.speaker.name, emotion, splits[job.speaker.name]])
+            writer.writerow([f"{job.name}.mp4", job.speaker.name, job.emotion, splits[job.speaker.name]])
     return path
 
 

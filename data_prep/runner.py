@@ -37,6 +37,7 @@ from data_prep.writer import (
 )
 from moda_train.core.config_loader import ConfigError
 from moda_train.core.rates import FPS
+from moda_train.core.sample import EMOTION
 from moda_train.core.stats import STATS_FILE, write_stats_file
 
 log = logging.getLogger("data_prep.shard")
@@ -129,7 +130,8 @@ def run(cfg: ShardConfig, progress: bool = True) -> dict:
             writer.planned(task.source.key, task.source.source, result.clips)
         for outcome in result.outcomes:
             if outcome.sample is not None:
-                writer.write(outcome.split, outcome.sample, {"source": outcome.source, "frames": outcome.frames})
+                row = {"source": outcome.source, "frames": outcome.frames, "emotion": int(outcome.sample[EMOTION])}
+                writer.write(outcome.split, outcome.sample, row)
                 new_frames += outcome.frames
             else:
                 writer.fail(outcome.source, outcome.key, outcome.reason, split=outcome.split, **outcome.extra)

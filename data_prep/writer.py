@@ -23,6 +23,7 @@ from pathlib import Path
 import webdataset as wds
 
 from data_prep.splits import SPLITS
+from moda_train.core.motion_layout import NULL_EMOTION
 
 MANIFEST = "manifest.jsonl"
 FAILURES = "failures.jsonl"
@@ -85,6 +86,7 @@ def shard_rows(shard: Path) -> list[dict]:
                         source=meta["source"],
                         split=meta["split"],
                         frames=meta["num_frames"],
+                        emotion=meta.get("emotion", NULL_EMOTION),  # no label recorded: unknown
                         status="ok",
                     )
                 )

@@ -2,9 +2,9 @@
 
 Every metric comes out as {"value", "status", "better"}: status is "ok", or "skipped: <reason>" with value None
 (weights missing, too few clips, no multi-seed samples); a number is never made up. Metrics a video gives on its
-own (Sync-C/D, motion sync, pose spread, smoothness) also carry "ground_truth": the same metric on the
-ground-truth videos, when `ground_truth` is on. FID and FVD from fewer samples than feature dimensions carry a
-"warning", and so does KID when its subset size had to be capped.
+own (Sync-C/D, motion sync, pose spread, smoothness, emotion accuracy) also carry "ground_truth": the same metric
+on the ground-truth videos, when `ground_truth` is on. FID and FVD from fewer samples than feature dimensions
+carry a "warning", and so does KID when its subset size had to be capped.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import numpy as np
 
 from evaluation.config import EvalConfig
 from evaluation.per_video import MIN_DIVERSITY_SEEDS, VideoRecord
+from moda_train.core.motion_layout import EMOTIONS
+from moda_train.metrics.emotion import emotion_accuracy
 
 # metric -> (config metric group, which direction is better, one-line definition for the report)
 METRICS: dict[str, tuple[str, str, str]] = {
@@ -36,6 +38,11 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "motion_jerk_expression": ("smoothness", "lower", "mean |2nd time difference| of expression motion"),
     "motion_jerk_pose": ("smoothness", "lower", "mean |2nd time difference| of pose motion"),
     "frame_acceleration": ("smoothness", "lower", "mean |2nd time difference| of pixels (0..255)"),
+    "emotion_accuracy": (
+        "emotion",
+        "higher",
+        "share of videos the motion-space emotion classifier assigns to the emotion they were generated for",
+    ),
 }
 
 # per-video value name -> (path into VideoRecord.values)
@@ -53,6 +60,8 @@ PER_VIDEO = {
     "motion_jerk_expression": ("smoothness", "motion_jerk_expression"),
     "motion_jerk_pose": ("smoothness", "motion_jerk_pose"),
     "frame_acceleration": ("smoothness", "frame_acceleration"),
+    "emotion_target": ("emotion", "target"),
+    "emotion_predicted": ("emotion", "predicted"),
 }
 
 
@@ -111,6 +120,34 @@ def _with_ground_truth(entry: dict, records: list[VideoRecord], name: str) -> di
     return entry
 
 
+def _emotion_entry(records: list[VideoRecord], better: str) -> dict:
+    """Emotion accuracy with per-class accuracy and confusion matrix, and ground truth's accuracy (its clips with
+    an emotion in the split)."""
+    entry = None
+    for source in ("generated", "ground_truth"):
+        values = [
+            (r.values.get("gt", {}) if source == "ground_truth" else r.values).get("emotion") for r in records
+        ]
+        pairs = [(v["target"], v["predicted"]) for v in values if v and v.get("target") is not None]
+        result = emotion_accuracy([t for t, _ in pairs], [p for _, p in pairs])
+        if source == "generated":
+            if result["accuracy"] is None:
+                return _skip(
+                    "no clip has a target emotion (split column `emotion` or emotion.generated_for)", better
+                )
+            entry = {
+                **_ok(result["accuracy"], better),
+                "videos": result["count"],
+                "per_class": result["per_class"],
+                "confusion": result["confusion"],
+                "classes": list(EMOTIONS),
+            }
+        elif result["accuracy"] is not None:
+            entry["ground_truth"] = result["accuracy"]
+            entry["ground_truth_confusion"] = result["confusion"]
+    return entry
+
+
 def aggregate(cfg: EvalConfig, records: list[VideoRecord], status: dict[str, str]) -> dict[str, dict]:
     """Benchmark metrics of the requested groups; `status[group]` is "ok" or the reason the group was skipped."""
     from evaluation.fid import fid_from_features, kid_from_features
@@ -150,6 +187,8 @@ def aggregate(cfg: EvalConfig, records: list[VideoRecord], status: dict[str, str
                 warning = _sample_warning(name, len(real)) if name in FEATURE_DIMS else None
                 if warning:
                     out[name]["warning"] = "; ".join(filter(None, [out[name].get("warning"), warning]))
+        elif name == "emotion_accuracy":
+            out[name] = _emotion_entry(records, better)
         elif name.endswith("av_offset_abs"):
             offsets = _mean_of(records, name.removesuffix("_abs"))
             entry = _ok(np.mean(np.abs(offsets)), better) if offsets else _skip("no video scored", better)

@@ -33,11 +33,12 @@ def fingerprint(cfg: EvalConfig, clip: Clip, enabled: set[str], weights: dict[st
     inputs = [clip.video, clip.audio, clip.reference, generated_path(cfg, clip.key), *seed_paths(cfg, clip.key)]
     settings = {
         name: dataclasses.asdict(getattr(cfg, name))
-        for name in ("fid", "fvd", "sync", "motion_sync", "fsim", "motion", "diversity")
+        for name in ("fid", "fvd", "sync", "motion_sync", "fsim", "motion", "diversity", "emotion")
     }
     content = {
         "files": [_file_id(p) for p in inputs],
         "reference_frame": clip.reference_frame,
+        "emotion": clip.emotion,
         "enabled": sorted(enabled),
         "weights": weights,
         "settings": settings,

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moda_train.core.motion_layout import emotion_index
 from moda_train.core.rates import FPS
 
-METRICS = ("fid", "fvd", "sync", "motion_sync", "fsim", "diversity", "smoothness")
+METRICS = ("fid", "fvd", "sync", "motion_sync", "fsim", "diversity", "smoothness", "emotion")
 
 
 FID_PROTOCOLS = ("clean-fid-legacy-tf", "pytorch-fid")
@@ -90,6 +91,18 @@ class MotionSyncConfig:
 
 
 @dataclass
+class EmotionConfig:
+    checkpoint: str = ""
+    """Motion-space emotion classifier (a Lightning checkpoint file trained by this framework, `task: emotion`)
+    that classifies the motion re-extracted from each video; empty = $MODA_EMOTION_PATH, else
+    weights/emotion.ckpt."""
+    generated_for: str = ""
+    """The emotion (name or class id) the clips were generated for when the split has no `emotion` value for a
+    clip; with `checkpoint` it is also the emotion generation is asked for. Empty: such clips have no target
+    emotion and are left out of emotion accuracy."""
+
+
+@dataclass
 class FSIMConfig:
     frames_per_video: int = 10
     """Generated frames per video compared with the reference photo, evenly spaced; 0 = every frame."""
@@ -98,7 +111,8 @@ class FSIMConfig:
 @dataclass
 class MotionConfig:
     extractor: str = "landmarks"
-    """data_prep motion extractor that re-extracts motion from videos (diversity, smoothness, motion_sync)."""
+    """data_prep motion extractor that re-extracts motion from videos (diversity, smoothness, motion_sync,
+    emotion)."""
     crop_size: int = 256
     """Frames are resized to this square size before extraction (the extractors expect 256 px face crops)."""
 
@@ -147,7 +161,7 @@ class EvalConfig:
     out_dir: str = "outputs/eval"
     """Where metrics.json, report.md, the plot and the per-video cache (cache/) go."""
     metrics: list[str] = field(default_factory=lambda: list(METRICS))
-    """Metrics to compute, any of fid, fvd, sync, motion_sync, fsim, diversity, smoothness."""
+    """Metrics to compute, any of fid, fvd, sync, motion_sync, fsim, diversity, smoothness, emotion."""
     fps: float = float(FPS)
     """Frame rate every video must have (all protocols assume 25 fps); a video at another rate is an error."""
     max_frames: int = 0
@@ -174,6 +188,8 @@ class EvalConfig:
     """Motion re-extraction for diversity, smoothness and motion_sync."""
     diversity: DiversityConfig = field(default_factory=DiversityConfig)
     """Multi-seed samples for sample diversity."""
+    emotion: EmotionConfig = field(default_factory=EmotionConfig)
+    """Emotion accuracy: the classifier and the emotion the clips were generated for."""
 
     def __post_init__(self) -> None:
         if self.checkpoint and not self.generated_dir:
@@ -218,5 +234,10 @@ class EvalConfig:
             problems.append("diversity.seed_pattern must contain {seed} (and {key})")
         if self.fps <= 0:
             problems.append("fps must be > 0")
+        if self.emotion.generated_for:
+            try:
+                emotion_index(self.emotion.generated_for)
+            except ValueError as err:
+                problems.append(f"emotion.generated_for: {err}")
         if problems:
             raise ValueError("; ".join(problems))

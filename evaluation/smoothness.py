@@ -8,25 +8,16 @@
 
 A second difference, not a first one, so that a smoothly moving head is not penalised for moving; the ground
 truth's value is the natural reference (evaluate the ground truth as its own "generated" set to get it).
+`motion_jerk`'s formula lives in `moda_train.metrics.motion`, which evaluation during training uses too.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from moda_train.core.motion_layout import EXPRESSION, MOTION_DIM, POSE
+from moda_train.metrics.motion import motion_jerk
 
-
-def motion_jerk(motion: np.ndarray) -> dict[str, float]:
-    """Mean norm of the second temporal difference of motion [T >= 3, 70], per group (expression, pose)."""
-    motion = np.asarray(motion, np.float64)
-    if motion.ndim != 2 or motion.shape[1] != MOTION_DIM or len(motion) < 3:
-        raise ValueError(f"motion must be [T >= 3, {MOTION_DIM}], got {motion.shape}")
-    accel = np.diff(motion, n=2, axis=0)
-    return {
-        name: float(np.linalg.norm(accel[:, dims], axis=1).mean())
-        for name, dims in (("expression", EXPRESSION), ("pose", POSE))
-    }
+__all__ = ["frame_acceleration", "motion_jerk"]
 
 
 def frame_acceleration(frames: np.ndarray) -> float:

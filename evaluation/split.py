@@ -7,9 +7,13 @@ A split is a `.csv` (header row) or `.jsonl` (one object per line) file with the
     audio            optional driving audio (wav/mp4/...); empty = the ground-truth video's audio track
     reference_frame  optional index of the ground-truth frame that is the reference photo (default 0)
     reference        optional reference photo file instead (wins over reference_frame)
+    emotion          optional emotion (name or class id 0..8) the clip is generated for and its ground truth shows;
+                     empty or 8 (unknown) = none given (emotion accuracy then uses the config's
+                     emotion.generated_for for the generated video)
 
-A data_prep `manifest.jsonl` (key, shard, source, split, frames, status) is accepted too: the rows of the
-requested split whose status is `ok` (or absent), with `source` as the ground-truth video.
+A data_prep `manifest.jsonl` (key, shard, source, split, frames, emotion, status) is accepted too: the rows of the
+requested split whose status is `ok` (or absent), with `source` as the ground-truth video and the clip's emotion
+label (8 = unknown) as `emotion`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from moda_train.core.motion_layout import NULL_EMOTION, emotion_index
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -32,6 +38,7 @@ class Clip:
     audio: Path | None = None
     reference_frame: int = 0
     reference: Path | None = None
+    emotion: int | None = None
 
 
 def _rows(path: Path) -> list[dict]:
@@ -68,7 +75,7 @@ def load_split(path: str | Path, split_name: str = "test", video_root: str | Pat
     rows = _rows(path)
     if rows and "source" in rows[0] and "video" not in rows[0]:  # a data_prep manifest
         rows = [
-            {"key": r["key"], "video": r["source"]}
+            {"key": r["key"], "video": r["source"], "emotion": r.get("emotion")}
             for r in rows
             if r.get("split") == split_name and r.get("status", "ok") == "ok"
         ]
@@ -88,12 +95,20 @@ def load_split(path: str | Path, split_name: str = "test", video_root: str | Pat
         except ValueError:
             problems.append(f"row {number}: reference_frame {row.get('reference_frame')!r} is not an integer")
             continue
+        try:
+            label = row.get("emotion")
+            emotion = emotion_index(label) if label not in (None, "") else None
+            emotion = None if emotion == NULL_EMOTION else emotion
+        except ValueError as err:
+            problems.append(f"row {number}: {err}")
+            continue
         clip = Clip(
             key=key,
             video=_optional_path(video, root),
             audio=_optional_path(row.get("audio"), root),
             reference_frame=reference_frame,
             reference=_optional_path(row.get("reference"), root),
+            emotion=emotion,
         )
         for name in ("video", "audio", "reference"):
             file = getattr(clip, name)

@@ -17,6 +17,7 @@ from moda_train.data.config import DataConfig
 from moda_train.flow.config import FlowConfig
 from moda_train.models.alse_config import ALSEConfig
 from moda_train.models.config import ModelConfig
+from moda_train.models.emotion_classifier import EmotionClassifierConfig
 from moda_train.models.vae_config import VAEConfig
 
 
@@ -143,6 +144,29 @@ class SyncLossConfig:
 
 
 @dataclass
+class TrainingEvalConfig:
+    every_n_steps: int = 0
+    """Evaluation during training (`moda_train.lit.eval_callback`): every this many optimizer steps, generate
+    motion for the fixed evaluation windows with the EMA weights and log motion-space metrics under `eval/`;
+    0 = off. Needs data.val_shards."""
+    windows: int = 8
+    """Evaluation windows: the first this many fixed windows of data.val_shards (the same at every evaluation)."""
+    seed: int = 0
+    """Seed of the sampling noise (the same at every evaluation, so the curves show the model, not the noise)."""
+    alse_checkpoint: str = ""
+    """A trained ALSE checkpoint: also log the motion-space lip sync of the generated windows (eval/motion_sync_c,
+    eval/motion_sync_d, eval/motion_offset_abs); empty = not logged."""
+    emotion_checkpoint: str = ""
+    """A trained emotion classifier checkpoint (an `emotion` experiment): also log eval/emotion_accuracy, the share
+    of windows with a known emotion whose generated motion the classifier assigns to that emotion; empty = not
+    logged."""
+
+    def __post_init__(self) -> None:
+        if self.every_n_steps < 0 or self.windows < 1:
+            raise ValueError("evaluation.every_n_steps must be >= 0 and evaluation.windows >= 1")
+
+
+@dataclass
 class MMDiTExperiment:
     task: str = "mmdit"
     """Which model this experiment trains."""
@@ -158,6 +182,8 @@ class MMDiTExperiment:
     """Shards, windows, loader."""
     sync: SyncLossConfig = field(default_factory=SyncLossConfig)
     """The optional ALSE lip-sync loss on the predicted clean motion."""
+    evaluation: TrainingEvalConfig = field(default_factory=TrainingEvalConfig)
+    """Evaluation during training: motion-space metrics of generated windows, logged to TensorBoard."""
 
 
 @dataclass
@@ -188,8 +214,27 @@ class ALSEExperiment:
     """Shards, windows, loader."""
 
 
+@dataclass
+class EmotionExperiment:
+    task: str = "emotion"
+    """Which model this experiment trains."""
+    classifier: EmotionClassifierConfig = field(default_factory=EmotionClassifierConfig)
+    """The motion-space emotion classifier's sizes and loss."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """AdamW, schedule, clipping (ema_decay is unused: the classifier keeps no EMA copy)."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Trainer, batch, precision, strategy, checkpointing."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Shards (with emotion labels in emotion.cls), windows, loader."""
+
+
 # Task name -> schema. The `task` key of an experiment YAML picks the schema it is checked against.
-EXPERIMENTS: dict[str, type] = {"mmdit": MMDiTExperiment, "vae": VAEExperiment, "alse": ALSEExperiment}
+EXPERIMENTS: dict[str, type] = {
+    "mmdit": MMDiTExperiment,
+    "vae": VAEExperiment,
+    "alse": ALSEExperiment,
+    "emotion": EmotionExperiment,
+}
 
 
 def load_experiment(

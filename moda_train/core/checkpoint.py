@@ -15,7 +15,12 @@ from typing import Any, Protocol
 import torch
 
 # task -> (name, article) for messages
-TASK_NAMES = {"mmdit": ("MMDiT", "an"), "vae": ("motion VAE", "a"), "alse": ("ALSE", "an")}
+TASK_NAMES = {
+    "mmdit": ("MMDiT", "an"),
+    "vae": ("motion VAE", "a"),
+    "alse": ("ALSE", "an"),
+    "emotion": ("emotion classifier", "an"),
+}
 
 
 class CheckpointModule(Protocol):

@@ -36,7 +36,8 @@ def generate_split(
 
     Each row has `key`, `video` (ground truth), optionally `audio` (driving audio; empty = the video's audio
     track), `reference_frame` (index into the video at 25 fps, default 0) and `reference` (a photo file, wins
-    over reference_frame). Per clip and seed it writes `<out_dir>/<key>_seed<s>.mp4` and `.npy`, and
+    over reference_frame) and `emotion` (name or class id; empty = the `emotion` argument, None = no emotion).
+    Per clip and seed it writes `<out_dir>/<key>_seed<s>.mp4` and `.npy`, and
     `<out_dir>/<key>.mp4` is the first seed's video (a hard link, or a copy where links are not possible), so
     the split can be scored with `generated_pattern: "{key}.mp4"` and the seeds used for sample diversity.
     Clips whose files all exist are skipped, so a rerun (e.g. for another metric) regenerates nothing; the
@@ -65,6 +66,8 @@ def generate_split(
         else:
             image = read_video_frame(row["video"], int(row.get("reference_frame") or 0))
         wave = load_audio(row.get("audio") or row["video"], SAMPLE_RATE)
-        first = pipeline.run(image, wave, out_dir, key, seeds, emotion_id, progress=False)[0]
+        row_emotion = row.get("emotion")
+        clip_emotion = emotion_id if row_emotion in (None, "") else emotion_index(row_emotion)
+        first = pipeline.run(image, wave, out_dir, key, seeds, clip_emotion, progress=False)[0]
         link_or_copy(first, results[key])
     return results

@@ -296,7 +296,7 @@ def choose_resume(checkpoint_dir: Path, report: Callable[[str], None] = print) -
     return best
 
 
-ARCHITECTURE_GROUPS = ("task", "model", "vae", "alse")
+ARCHITECTURE_GROUPS = ("task", "model", "vae", "alse", "classifier")
 """Config groups that define the network: a checkpoint trained with other values is another model, even where the
 tensor shapes agree (`model.rope_theta`), so resuming across a change of them is refused."""
 

@@ -30,6 +30,8 @@ from moda_train.launch.resume import check_resume_world_size
 from moda_train.launch.strategies import build_strategy
 from moda_train.lit.alse_module import ALSELightningModule
 from moda_train.lit.callbacks import FinalCheckpoint, ThroughputLogger
+from moda_train.lit.emotion_module import EmotionLightningModule
+from moda_train.lit.eval_callback import TrainingEvaluation
 from moda_train.lit.guards import TrainingGuard
 from moda_train.lit.init_from import load_initial_weights
 from moda_train.lit.mmdit_module import MoDALightningModule
@@ -41,6 +43,7 @@ MODULES: dict[str, type[L.LightningModule]] = {
     "mmdit": MoDALightningModule,
     "vae": MotionVAELightningModule,
     "alse": ALSELightningModule,
+    "emotion": EmotionLightningModule,
 }
 
 
@@ -84,6 +87,8 @@ def build_trainer(cfg: Any, run_dir: Path) -> L.Trainer:
         callbacks.append(
             ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/loss", mode="min", save_top_k=1)
         )
+    if getattr(cfg, "evaluation", None) is not None and cfg.evaluation.every_n_steps:
+        callbacks.append(TrainingEvaluation(cfg.evaluation, cfg.data))
     devices, num_nodes = trainer_devices(train)
     quiet_lightning()
     trainer = L.Trainer(

@@ -101,11 +101,12 @@ def test_webdataset_reads_the_documented_schema(sharded):
 def test_manifest_and_stats_match_the_shards(sharded):
     _, out = sharded
     rows = read_jsonl(out / "manifest.jsonl")
-    assert all(set(r) == {"key", "shard", "source", "split", "frames", "status"} for r in rows)
+    assert all(set(r) == {"key", "shard", "source", "split", "frames", "emotion", "status"} for r in rows)
     for split in ("train", "val", "test"):
         for sample in read_split(out, split):
             row = next(r for r in rows if r["key"] == sample["__key__"])
             assert (row["split"], row["frames"], row["status"]) == (split, len(sample["motion.npy"]), "ok")
+            assert row["emotion"] == int(sample["emotion.cls"])
     train = np.concatenate([s["motion.npy"] for s in read_split(out, "train")]).astype(np.float64)
     stats = json.loads((out / "stats.json").read_text())
     assert stats["num_frames"] == len(train) and stats["num_clips"] == 3
