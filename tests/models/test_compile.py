@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from moda_train.flow.sampler import sample
-
-from .tiny_moda import tiny_inputs, tiny_model
+from tests.tiny_moda import tiny_inputs, tiny_model
 
 pytestmark = pytest.mark.slow
 
