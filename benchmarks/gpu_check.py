@@ -13,9 +13,13 @@ shapes held in memory, so the figures are the model's and DeepSpeed's, not the l
 - windows/s and step time (median of the timed steps after warm-up, CUDA-synchronised), peak GPU memory;
 - model FLOP utilisation: the step's FLOPs (counted by torch's FlopCounterMode on a meta-device copy of the model,
   forward + backward) per second, over the bf16 matmul throughput measured in the same run;
+- the same training steps with `model.compile=true` (the MMDiT blocks under torch.compile), side by side with the
+  eager step (skipped with --no-compile; off in --dry-run unless --compile is given);
 - real-time factor of generating the motion for 10 s of speech (250 frames at 25 fps: MoDA's windows of 80 frames
   with 16 overlapping, 10 guided Euler steps each, EMA weights, bf16 autocast); audio features are random, so the
-  speech encoder's and the renderer's time are not included.
+  speech encoder's and the renderer's time are not included;
+- frames/s of the LivePortrait renderer at the released network sizes (random weights), 512 px faces pasted into
+  a photo, batch 8, float16 on the GPU (`--renderer-frames`, default 64; 0 in --dry-run unless given).
 
 Exits 2 without a CUDA device (unless --dry-run), 1 when no fused attention kernel runs.
 """
@@ -36,7 +40,8 @@ from omegaconf import OmegaConf
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench_mmdit import random_batch  # noqa: E402  (benchmarks/ is this script's folder)
+from bench_generation import time_liveportrait  # noqa: E402  (benchmarks/ is this script's folder)
+from bench_mmdit import random_batch  # noqa: E402
 
 from moda_train.core.motion_layout import group_indices  # noqa: E402
 from moda_train.experiment import load_experiment  # noqa: E402
@@ -168,13 +173,33 @@ def real_time_factor(module: MoDALightningModule, batch: dict, device: torch.dev
     return (time.perf_counter() - start) / SPEECH_SECONDS
 
 
+def timed_training(
+    module: MoDALightningModule, cfg, batch: dict, args: argparse.Namespace, device: torch.device, out: Path
+) -> list[float]:
+    """Train `module` (of experiment `cfg`) on `batch` through the project's Trainer set-up; the step times."""
+    trainer = build_trainer(cfg, out)
+    timer = StepTimer(args.warmup, device)
+    trainer.callbacks.append(timer)
+    loader = torch.utils.data.DataLoader(RepeatBatch(batch, args.warmup + args.steps), batch_size=None)
+    trainer.fit(module, train_dataloaders=loader)
+    engine = trainer.strategy.deepspeed_engine
+    print(f"DeepSpeed ZeRO stage {engine.zero_optimization_stage()}, bf16 {engine.bfloat16_enabled()}")
+    return timer.times
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="tiny model on CPU: check the script, not the GPU")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps (after warm-up)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed training steps first")
     parser.add_argument("--micro-batch", type=int, default=0, help="windows per step (default: the recipe's)")
+    parser.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=None, help="also time model.compile=true"
+    )
+    parser.add_argument("--renderer-frames", type=int, default=None, help="LivePortrait frames to time (0: skip)")
     args = parser.parse_args(argv)
+    compiled = (not args.dry_run) if args.compile is None else args.compile
+    renderer_frames = (0 if args.dry_run else 64) if args.renderer_frames is None else args.renderer_frames
     if not args.dry_run and not torch.cuda.is_available():
         print("gpu_check: no CUDA device visible; run it on a GPU node, or pass --dry-run to check it on CPU")
         return 2
@@ -220,18 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("SDPA fused-kernel check: skipped on CPU")
 
-    trainer = build_trainer(cfg, out / "gpu_check")
-    timer = StepTimer(args.warmup, device)
-    trainer.callbacks.append(timer)
-    loader = torch.utils.data.DataLoader(RepeatBatch(batch, args.warmup + args.steps), batch_size=None)
-    trainer.fit(module, train_dataloaders=loader)
-    engine = trainer.strategy.deepspeed_engine
-    print(f"DeepSpeed ZeRO stage {engine.zero_optimization_stage()}, bf16 {engine.bfloat16_enabled()}")
-
-    step = statistics.median(timer.times)
+    times = timed_training(module, cfg, batch, args, device, out / "eager")
+    step = statistics.median(times)
     flops = step_flops(module.cfg.model, cfg.flow, micro, frames)
     matmul = matmul_tflops(device, torch.bfloat16, 8192 if device.type == "cuda" else 512)
-    print(f"step time: {step * 1e3:.1f} ms (median of {len(timer.times)}, min {min(timer.times) * 1e3:.1f} ms)")
+    print(f"step time: {step * 1e3:.1f} ms (median of {len(times)}, min {min(times) * 1e3:.1f} ms)")
     print(f"windows/s: {micro / step:.1f}")
     if device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
@@ -240,11 +258,28 @@ def main(argv: list[str] | None = None) -> int:
         f"MFU: {100 * achieved / matmul:.1f} % ({flops / 1e12:.2f} TFLOP/step, {achieved:.1f} TFLOP/s "
         f"of {matmul:.1f} TFLOP/s bf16 matmul measured here)"
     )
+    if compiled:
+        compiled_cfg, compiled_tree = load_experiment(
+            REPO_ROOT / "configs" / "experiments" / experiment, [*overrides, "model.compile=true"]
+        )
+        compiled_module = MoDALightningModule(OmegaConf.to_container(compiled_tree, resolve=True))
+        compiled_times = timed_training(compiled_module, compiled_cfg, batch, args, device, out / "compiled")
+        del compiled_module
+        compiled_step = statistics.median(compiled_times)
+        compiled_mfu = 100 * flops / compiled_step / 1e12 / matmul
+        print(
+            f"compiled step time: {compiled_step * 1e3:.1f} ms (median of {len(compiled_times)}); "
+            f"eager / compiled = {step / compiled_step:.2f}x; compiled MFU {compiled_mfu:.1f} %"
+        )
     # On the GPU: the bf16 module DeepSpeed trained, under autocast. On CPU (dry run): fp32, bf16 is slow there.
     rtf = real_time_factor(module.to(device) if device.type == "cuda" else module.float(), batch, device)
     print(
         f"real-time factor, motion for {SPEECH_SECONDS:.0f} s of speech: {rtf:.3f} (< 1 is faster than real time)"
     )
+    if renderer_frames:
+        dtype = "float16" if device.type == "cuda" else "float32"
+        result = time_liveportrait(renderer_frames, 8, str(device), dtype)
+        print(f"LivePortrait renderer (released sizes, random weights, batch 8, {dtype}): {result}")
     return 0
 
 
