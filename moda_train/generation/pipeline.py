@@ -10,6 +10,7 @@ from `moda_train.generation.motion_generator.MotionGenerator` (windows with cros
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,8 @@ from moda_train.perception.face_crop import FaceDetector, crop_square
 from moda_train.perception.motion import MotionExtractor, get_motion_extractor
 from moda_train.perception.registry import build_backend
 from moda_train.perception.video_io import write_video
+
+PORTRAIT_MODEL = 0  # mediapipe face detection's short-range model
 
 RENDERERS: dict[str, type[Renderer]] = {"warp": WarpRenderer, "liveportrait": LivePortraitRenderer}
 # The renderer each motion backend's motion is made for: keypoints that are landmarks, or LivePortrait's own.
@@ -65,12 +68,18 @@ def reference_face(
     detector: FaceDetector | None = None,
 ) -> ReferenceFace:
     """Detect the (largest) face in uint8 RGB `image`, crop it as data_prep does (`face` settings: 256 px, scale
-    1.8 by default) and extract its motion and identity keypoints with `extractor`."""
+    1.8 by default) and extract its motion and identity keypoints with `extractor`.
+
+    When the configured detector finds no face, mediapipe's short-range model (faces within about 2 m, i.e. a
+    portrait) is tried before giving up: the full-range model data_prep uses misses some close-up faces, e.g.
+    the first frame of one of the demo corpus's test videos."""
     image = np.ascontiguousarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"the reference image must be uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
     face = face or FaceConfig()
     faces = (detector or FaceDetector(face)).detect(image)
+    if len(faces) == 0 and face.model_selection != PORTRAIT_MODEL:
+        faces = FaceDetector(dataclasses.replace(face, model_selection=PORTRAIT_MODEL)).detect(image)
     if len(faces) == 0:
         raise ValueError("no face found in the reference image")
     x0, y0, w, h = faces[0]

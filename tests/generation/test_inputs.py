@@ -1,5 +1,7 @@
 """Generation's inputs: a photo, or a video whose first frame is the photo; clear errors for anything else."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -22,3 +24,19 @@ def test_neither_image_nor_video_is_one_clear_error(tmp_path):
         ValueError, match="cannot read image .*notes.png: neither an image OpenCV decodes nor a video"
     ):
         load_image(tmp_path / "notes.png")
+
+
+def test_every_demo_test_clip_gives_its_reference_face(demo_shards):
+    # What the quickstart's evaluation does for each test clip: its first frame is the reference photo. The
+    # full-range face detector misses one of these close-up faces; the portrait fallback finds it.
+    from moda_train.generation.inputs import read_video_frame
+    from moda_train.generation.pipeline import reference_face
+    from moda_train.perception.motion import get_motion_extractor
+
+    rows = [json.loads(line) for line in (demo_shards / "manifest.jsonl").read_text().splitlines()]
+    tests = [row for row in rows if row["split"] == "test" and row["status"] == "ok"]
+    assert tests
+    extractor = get_motion_extractor("landmarks")
+    for row in tests:
+        reference = reference_face(read_video_frame(demo_shards.parent / "videos" / row["source"], 0), extractor)
+        assert reference.identity.shape == (63,), row["source"]
