@@ -68,7 +68,9 @@ class EmotionLightningModule(L.LightningModule):
 
     @override
     def configure_optimizers(self) -> dict:
-        return configure_adamw(self.classifier.parameters(), self.cfg.optim, self.cfg.train.max_steps)
+        return configure_adamw(
+            self.classifier.parameters(), self.cfg.optim, self.cfg.train.max_steps, self._trainer
+        )
 
     @torch.inference_mode()
     def probabilities(self, motion: torch.Tensor | np.ndarray, normalized: bool = False) -> torch.Tensor:
