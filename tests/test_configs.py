@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
-from moda_train.core.config_loader import CONFIGS_ROOT, ConfigError, find_config_file, save_config
+from data_prep.config import ShardConfig
+from evaluation.config import EvalConfig
+from moda_train.core.config_loader import CONFIGS_ROOT, ConfigError, describe_schema, find_config_file, save_config
 from moda_train.experiment import EXPERIMENTS as TASKS
 from moda_train.experiment import load_experiment
 from moda_train.models.config import ModelConfig
@@ -163,3 +165,11 @@ def test_cli_lists_experiments():
         check=True,
     ).stdout
     assert "mmdit_tiny_cpu" in out and "quickstart" in out
+
+
+@pytest.mark.parametrize("schema", [ShardConfig, EvalConfig, *TASKS.values()], ids=lambda s: s.__name__)
+def test_every_schema_is_described_for_help(schema):
+    # `--help` of data_prep.shard, evaluation.run and moda_train.train prints these; a free-form mapping field
+    # (e.g. evaluation's renderer_options) is one line, not a group.
+    text = describe_schema(schema)
+    assert all(f.name in text for f in dataclasses.fields(schema))

@@ -220,7 +220,8 @@ def describe_schema(schema: type) -> str:
     top_docs = field_docs(schema)
     for f in dataclasses.fields(schema):
         value = defaults[f.name]
-        if not isinstance(value, DictConfig):
+        # a plain field, or a free-form mapping (e.g. renderer options): one line
+        if not isinstance(value, DictConfig) or not dataclasses.is_dataclass(OmegaConf.get_type(value)):
             lines.append(f"  {f.name} = {value!s}    {top_docs.get(f.name, '')}")
             continue
         lines.append(f"\n[{f.name}]  {top_docs.get(f.name, '')}")
