@@ -58,9 +58,18 @@ def checkpoint_config(checkpoint: dict[str, Any]) -> dict[str, Any]:
     return checkpoint.get("hyper_parameters", {}).get("config", {})
 
 
-def load_module(cls: type[CheckpointModule], path: str | os.PathLike, task: str, map_location: Any = "cpu") -> Any:
-    """Rebuild the LightningModule `cls` of a checkpoint from its stored config and weights, in eval mode."""
+def load_module(
+    cls: type[CheckpointModule],
+    path: str | os.PathLike,
+    task: str,
+    map_location: Any = "cpu",
+    frozen: bool = False,
+) -> Any:
+    """Rebuild the LightningModule `cls` of a checkpoint from its stored config and weights, in eval mode
+    (with `frozen`, its parameters also stop requiring gradients: a fixed judge or expert)."""
     checkpoint = read_checkpoint(path, task)
     module = cls(checkpoint_config(checkpoint))
     module.load_state_dict(checkpoint["state_dict"])
+    if frozen:
+        module.requires_grad_(False)
     return module.eval().to(map_location)

@@ -126,6 +126,4 @@ def load_expert(path: str | Path, map_location: str | torch.device = "cpu") -> A
     Raises FileNotFoundError when the file is missing, and ValueError for a sharded DeepSpeed checkpoint folder
     (consolidate it first) or a checkpoint of another task.
     """
-    module = load_module(ALSELightningModule, path, "alse", map_location)
-    module.requires_grad_(False)
-    return module
+    return load_module(ALSELightningModule, path, "alse", map_location, frozen=True)

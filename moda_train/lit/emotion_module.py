@@ -96,6 +96,4 @@ def load_classifier(path: str | Path, map_location: str | torch.device = "cpu") 
     Raises FileNotFoundError when the file is missing, and ValueError for a sharded DeepSpeed checkpoint folder
     (consolidate it first) or a checkpoint of another task.
     """
-    module = load_module(EmotionLightningModule, path, "emotion", map_location)
-    module.requires_grad_(False)
-    return module
+    return load_module(EmotionLightningModule, path, "emotion", map_location, frozen=True)
