@@ -28,7 +28,14 @@ from moda_train.perception.decode import (
     probe,
     read_audio,
 )
-from moda_train.perception.face_crop import FaceDetector, crop_frames, sample_indices, track_from_detections
+from moda_train.perception.face_align import LivePortraitCropper, smooth_squares
+from moda_train.perception.face_crop import (
+    FaceDetector,
+    crop_frames,
+    face_box,
+    sample_indices,
+    track_from_detections,
+)
 
 log = logging.getLogger("data_prep.shard")
 
@@ -107,8 +114,12 @@ def clip_ranges(start_s: float, end_s: float, max_seconds: float) -> list[tuple[
 
 
 def backend_info(extractor) -> dict:
-    """{name, version} of an extractor, as recorded in meta.json and stats.json."""
-    return {"name": extractor.name, "version": str(extractor.version)}
+    """{name, version} of an extractor, as recorded in meta.json and stats.json, plus a motion backend's
+    `convention` (crop and expression, checked at training and generation time)."""
+    info = {"name": extractor.name, "version": str(extractor.version)}
+    if getattr(extractor, "convention", ""):
+        info["convention"] = extractor.convention
+    return info
 
 
 def build_extractors(cfg: ShardConfig) -> tuple:
@@ -128,6 +139,8 @@ class ClipProcessor:
         self.cfg = cfg
         self.motion, self.audio = build_extractors(cfg)
         self.detector = FaceDetector(cfg.face)
+        # LivePortrait's rotation-aligned crop, for a backend that takes it, from FaceMesh on the detected faces.
+        self.aligner = LivePortraitCropper() if self.motion.crop == "liveportrait" else None
 
     def process(self, task: Task) -> SourceResult:
         """All clips of a source (skipping finished ones); a bad source gives one failed outcome."""
@@ -200,18 +213,31 @@ class ClipProcessor:
         reader = FrameReader(source.path, info)
         chunk = chunk_size(*info.display_size())
         detect_at = sample_indices(num_frames, cfg.face.detect_every)
-        detections = []
+        detections, squares = [], []
         for block in clock.timed("decode", reader.read_sparse(times[detect_at], chunk)):
             with clock("face"):
-                detections.extend(self.detector.detect(frame) for frame in block)
+                for frame in block:
+                    detections.append(self.detector.detect(frame))
+                    box = face_box(detections[-1], cfg.face)
+                    if self.aligner is not None:
+                        squares.append(None if box is None else self.aligner.square(frame, box))
         with clock("face"):
             track = track_from_detections(detections, detect_at, num_frames, FPS, cfg.face)
+            if self.aligner is not None:
+                try:
+                    aligned = smooth_squares(squares, detect_at, num_frames, cfg.face.smoothing_seconds * FPS)
+                except ValueError as err:
+                    raise BadInput(str(err)) from err
 
         motion, valid, identity, ref = [], [], None, None
         position = 0
         for frames in clock.timed("decode", reader.read(times, min(chunk, cfg.motion.chunk_frames))):
             with clock("face"):
-                crops = crop_frames(frames, track.boxes[position : position + len(frames)], cfg.face.crop_size)
+                span = slice(position, position + len(frames))
+                if self.aligner is None:
+                    crops = crop_frames(frames, track.boxes[span], cfg.face.crop_size)
+                else:
+                    crops = self.aligner.crops(frames, aligned[span], cfg.face.crop_size)
             position += len(frames)
             # The reference frame goes first in every later chunk so expression stays relative to one frame.
             first = ref is None

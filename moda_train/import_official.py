@@ -14,6 +14,9 @@ What the import changes besides names (docs/official_weights.md):
     column blocks of its first weight are swapped;
   * the sampler's time grid is the released one (`flow.sample_grid: released`), guidance 1.2 on audio and emotion
     together (the released default);
+  * the motion convention is recorded (`data.motion_convention: liveportrait-crop,native-expression`, also in the
+    statistics file), and generation rescales the reference's scale and translation to the dataset mean scale
+    as the released pipeline does (`flow.rescale_reference: true`);
   * the released model's null audio feature was never saved (it is drawn at random when the released code builds
     the model), so an imported model uses this framework's default, the zero feature (`model.null_audio: zeros`).
 """
@@ -32,6 +35,7 @@ from torch import Tensor
 
 from moda_train.core.cli import exits_on_config_error
 from moda_train.core.config_loader import ConfigError, load_config
+from moda_train.core.motion_layout import RELEASED_MOTION_CONVENTION
 from moda_train.core.stats import STATS_FILE, MotionStats, write_stats_file
 from moda_train.experiment import MMDiTExperiment
 from moda_train.models.config import ModelConfig
@@ -220,7 +224,8 @@ def released_stats_record(path: str | Path, motion_dim: int) -> dict:
         "std": std.tolist(),
         "std_convention": "add",
         "std_epsilon": RELEASED_STD_EPSILON,
-        **RELEASED_BACKENDS,
+        "audio_backend": RELEASED_BACKENDS["audio_backend"],
+        "motion_backend": {"name": RELEASED_BACKENDS["motion_backend"], "convention": RELEASED_MOTION_CONVENTION},
     }
 
 
@@ -233,6 +238,8 @@ def imported_config(model: Mapping[str, int | float], stats_path: Path, extra: l
         f"data.audio_backend={RELEASED_BACKENDS['audio_backend']}",
         f"data.motion_backend={RELEASED_BACKENDS['motion_backend']}",
         "flow.sample_grid=released",
+        "flow.rescale_reference=true",
+        f"data.motion_convention={RELEASED_MOTION_CONVENTION}",
         f"flow.guidance_audio={RELEASED_GUIDANCE}",
         f"flow.guidance_emotion={RELEASED_GUIDANCE}",
         f"flow.null_emotion={model['num_emotions']}",

@@ -28,6 +28,23 @@ ROTATION_NAMES = ("pitch", "yaw", "roll")
 EMOTIONS = ("anger", "contempt", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
 NULL_EMOTION = len(EMOTIONS)  # class 8: unknown emotion, also the "dropped" label for guidance
 
+# How a motion backend's numbers relate to the face (recorded in shards and checkpoints, checked when a run starts
+# and at generation; `perception.motion.base.MotionExtractor.convention`):
+CROP_CONVENTIONS = ("box", "liveportrait")
+"""How the face crops are cut: `box`, the framework's centred square around the detected face; `liveportrait`,
+LivePortrait's rotation-aligned crop from face landmarks."""
+EXPRESSION_FRAMES = ("canonical", "native")
+"""Where the expression offsets live: before the head rotation (canonical) or after it (native, LivePortrait's)."""
+
+
+def motion_convention(crop: str, expression: str) -> str:
+    """The convention string shards and checkpoints record, e.g. `liveportrait-crop,native-expression`."""
+    return f"{crop}-crop,{expression}-expression"
+
+
+RELEASED_MOTION_CONVENTION = motion_convention("liveportrait", "native")
+"""The convention of the motion MoDA's released model was trained on (docs/official_weights.md)."""
+
 
 def group_indices() -> dict[str, list[int]]:
     """Indices of each loss/metric group: expression (63), pose (7) and lip (18, a subset of expression)."""

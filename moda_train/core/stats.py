@@ -33,6 +33,9 @@ class MotionStats:
     """Audio feature backend the shards were made with (from stats.json), empty if unrecorded."""
     motion_backend: str = ""
     """Motion extractor the shards were made with (from stats.json), empty if unrecorded."""
+    motion_convention: str = ""
+    """Crop and expression convention of that extractor (e.g. `liveportrait-crop,native-expression`), empty if
+    unrecorded (shards made before it was recorded)."""
 
     @classmethod
     def load(cls, path: str | Path) -> MotionStats:
@@ -49,6 +52,7 @@ class MotionStats:
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from err
         stats.motion_backend = backend_name(raw.get("motion_backend"))
+        stats.motion_convention = backend_convention(raw.get("motion_backend"))
         return stats
 
     @classmethod
@@ -79,7 +83,7 @@ class MotionStats:
             "std_convention": "floor",
             "std_epsilon": 0.0,
             "audio_backend": self.audio_backend,
-            "motion_backend": self.motion_backend,
+            "motion_backend": {"name": self.motion_backend, "convention": self.motion_convention},
         }
 
     def normalize(self, motion: np.ndarray | Tensor) -> np.ndarray | Tensor:
@@ -104,6 +108,11 @@ def backend_name(record: dict | str | None) -> str:
     if isinstance(record, dict):
         return str(record.get("name", ""))
     return str(record or "")
+
+
+def backend_convention(record: dict | str | None) -> str:
+    """The convention a backend record of stats.json or meta.json names (`{name, version, convention}`), or ""."""
+    return str(record.get("convention", "")) if isinstance(record, dict) else ""
 
 
 def read_stats_file(path: str | Path) -> dict:

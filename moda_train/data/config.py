@@ -36,6 +36,10 @@ class DataConfig:
     motion_backend: str = ""
     """Motion extractor of the shards (checked against their stats.json when a run starts); generation extracts
     the reference photo's motion with it. Empty: whatever stats.json records."""
+    motion_convention: str = ""
+    """Crop and expression convention of that motion (e.g. `liveportrait-crop,native-expression`), checked against
+    stats.json when a run starts, against an init_from checkpoint's and against the reference extractor at
+    generation. Empty: a run takes what stats.json records and saves it in its checkpoints."""
 
     def __post_init__(self) -> None:
         problems = []

@@ -42,6 +42,10 @@ class FlowConfig:
     sample_grid: str = "uniform"
     """Times the sampler evaluates the model at (`sampler.time_grid`): `uniform`, sample_steps equal steps from 1
     to 0; `released`, the released MoDA sampler's linspace(1, 0.001, sample_steps) and a last step to 0."""
+    rescale_reference: bool = False
+    """Generation: divide the reference photo's scale and translation by r = (its scale + 1e-5) / (the training
+    mean scale + 1e-5) before they condition the model, and multiply the generated scale and translation by r (the
+    released MoDA pipeline's; imported checkpoints set it). Off: the photo's own scale conditions the model."""
     guidance_audio: float = 1.15
     """Classifier-free guidance scale on audio (1 = off)."""
     guidance_emotion: float = 1.15

@@ -1,16 +1,17 @@
 """The LivePortrait renderer: reference photo + driven motion [T, 70] (`liveportrait` motion backend) -> frames.
 
-Per reference photo, once: the square face crop the motion extractor saw (`ReferenceFace.box`, 256 px), its
-appearance feature volume (network F) and its source keypoints (the photo's own motion and canonical keypoints
-through `moda_train.perception.motion.pose`). Per batch of frames: the driven keypoints of each motion row, the
+Per reference photo, once: the face crop the motion extractor saw (`ReferenceFace.crop`, 256 px: LivePortrait's
+rotation-aligned crop by default, `perception.face_align`), its appearance feature volume (network F) and its
+source keypoints (the photo's own motion and canonical keypoints through `moda_train.perception.motion.pose`, in
+the reference's expression convention). Per batch of frames: the driven keypoints of each motion row, the
 stitching network's correction (so the face lines up with the photo at the crop border), warp W and generator G
--> a 512 px face, pasted back into the full photo through the inverse of the crop transform with a feathered
-square mask: the mask falls from 1 to 0 over the outer `feather` fraction of the crop, and every photo pixel
-outside the crop is left exactly as it was.
+-> a 512 px face, pasted back into the full photo through the inverse of the crop transform
+(`ReferenceFace.crop_matrix` at 512 px, LivePortrait's `M_c2o`) with a feathered square mask: the mask falls from
+1 to 0 over the outer `feather` fraction of the crop, and every photo pixel outside the crop is left exactly as
+it was.
 
-The crop is the one the motion was extracted from (this framework's centred square, `FaceConfig`), not
-LivePortrait's own rotation-aligned cropper: keypoints and crop must be the same frame, and the extractor defines
-it.
+The crop and its transform come from the one implementation the motion extractor's crops come from
+(`face_align` or `face_crop`): keypoints and crop must be the same frame.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import torch
 
 from moda_train.core.weights import find_weights
 from moda_train.generation.render import ReferenceFace, Renderer, check_motion
-from moda_train.perception.face_crop import crop_square
 from moda_train.perception.liveportrait import RendererNetworks, stitch
 from moda_train.perception.motion import motion_to_keypoints
 
@@ -38,15 +38,6 @@ def feather_mask(size: int, feather: float = FEATHER) -> np.ndarray:
     edge = np.minimum(np.arange(size), np.arange(size)[::-1]) + 0.5  # distance of pixel centres to the border
     profile = np.where(edge < ramp, 0.5 - 0.5 * np.cos(np.pi * edge / ramp), 1.0).astype(np.float32)
     return np.outer(profile, profile)
-
-
-def crop_to_photo(box: np.ndarray, size: int) -> np.ndarray:
-    """2x3 affine from photo pixels to pixels of a `size` px image of the crop `box` (as `crop_square` cuts it:
-    the whole-pixel region it resizes, pixel centres aligned)."""
-    cx, cy, side = (float(v) for v in box)
-    x0, y0 = round(cx - side / 2), round(cy - side / 2)
-    factor = size / max(1, round(side))
-    return np.array([[factor, 0.0, (0.5 - x0) * factor - 0.5], [0.0, factor, (0.5 - y0) * factor - 0.5]])
 
 
 class LivePortraitRenderer(Renderer):
@@ -96,18 +87,19 @@ class LivePortraitRenderer(Renderer):
     @torch.inference_mode()
     def _frames(self, reference: ReferenceFace, driven_motion: np.ndarray) -> Iterator[np.ndarray]:
         nets = self.networks
-        crop = crop_square(reference.image, reference.box, INPUT_SIZE)
+        crop = reference.crop(INPUT_SIZE)
         f_s = nets.appearance(self._tensor(crop).permute(2, 0, 1)[None] / 255.0)  # [1, 32, 16, 64, 64]
-        kp_s = self._tensor(motion_to_keypoints(reference.motion[None], reference.identity))  # [1, 21, 3]
+        frame = reference.expression
+        kp_s = self._tensor(motion_to_keypoints(reference.motion[None], reference.identity, frame))  # [1, 21, 3]
         height, width = reference.image.shape[:2]
-        to_face = crop_to_photo(reference.box, 2 * INPUT_SIZE)
+        to_face = reference.crop_matrix(2 * INPUT_SIZE)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         # Zero outside the crop: those photo pixels keep their values exactly.
         weight = cv2.warpAffine(self.mask, to_face, (width, height), flags=flags, borderValue=0.0)[..., None]
         keep = reference.image.astype(np.float32) * (1.0 - weight)
         for begin in range(0, len(driven_motion), self.batch_size):
             chunk = driven_motion[begin : begin + self.batch_size]
-            kp_d = self._tensor(motion_to_keypoints(chunk, reference.identity))  # [B, 21, 3]
+            kp_d = self._tensor(motion_to_keypoints(chunk, reference.identity, frame))  # [B, 21, 3]
             source = kp_s.expand(len(chunk), -1, -1)
             if self.stitching:
                 kp_d = stitch(nets.stitching["retarget_shoulder"], source, kp_d)

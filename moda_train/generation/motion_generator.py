@@ -32,7 +32,7 @@ import torch
 from scipy.ndimage import uniform_filter1d
 from tqdm import tqdm
 
-from moda_train.core.motion_layout import MOTION_DIM, NULL_EMOTION, POSE
+from moda_train.core.motion_layout import MOTION_DIM, NULL_EMOTION, POSE, SCALE, TRANSLATION
 from moda_train.core.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from moda_train.core.stats import backend_name, read_stats_file
 from moda_train.lit.mmdit_module import MoDALightningModule
@@ -41,6 +41,7 @@ from moda_train.perception.audio import AudioExtractor
 DEFAULT_OVERLAP = 16  # MoDA's: windows of 80 frames start 64 frames apart
 POSE_SMOOTHING_FRAMES = 3
 AUDIO_CONTEXT_FRAMES = 25  # 1 s of audio on each side of a window when its features are extracted
+REFERENCE_EPSILON = 1e-5  # the released pipeline's, in its reference-scale ratio
 
 
 class AudioBackendMismatch(ValueError):
@@ -69,6 +70,21 @@ def smooth_pose(motion: np.ndarray, frames: int = POSE_SMOOTHING_FRAMES) -> np.n
     out = np.array(motion, dtype=np.float32, copy=True)
     if frames > 1 and out.shape[-2] > 1:
         out[..., POSE] = uniform_filter1d(out[..., POSE], size=frames, axis=-2, mode="nearest")
+    return out
+
+
+def reference_scale_ratio(reference_motion: np.ndarray, mean_scale: float) -> float:
+    """The released pipeline's r = (reference scale + 1e-5) / (mean scale + 1e-5) (`flow.rescale_reference`)."""
+    return (float(np.asarray(reference_motion).reshape(MOTION_DIM)[SCALE]) + REFERENCE_EPSILON) / (
+        mean_scale + REFERENCE_EPSILON
+    )
+
+
+def scale_placement(motion: np.ndarray, factor: float) -> np.ndarray:
+    """A float32 copy of `motion` [..., 70] with its scale and translation (tx, ty, tz) multiplied by `factor`."""
+    out = np.array(motion, dtype=np.float32, copy=True)
+    out[..., SCALE] *= factor
+    out[..., TRANSLATION] *= factor
     return out
 
 
@@ -141,8 +157,11 @@ class WindowPlan:
 class MotionGenerator:
     """Generates long motion sequences from a trained MMDiT checkpoint (see the module docstring).
 
-    `steps`, `guidance_audio` and `guidance_emotion` default to the checkpoint's `flow` config. The audio
-    extractor is checked against the checkpoint (`check_audio_backend`) when the generator is built.
+    `steps`, `guidance_audio`, `guidance_emotion` and `rescale_reference` default to the checkpoint's `flow`
+    config. The audio extractor is checked against the checkpoint (`check_audio_backend`) when the generator is
+    built. With `rescale_reference`, the reference motion's scale and translation are divided by
+    `reference_scale_ratio` (against the training mean scale) before conditioning, and the generated ones
+    multiplied by it: the generated motion lives at the reference photo's scale either way.
     """
 
     def __init__(
@@ -154,6 +173,7 @@ class MotionGenerator:
         guidance_emotion: float | None = None,
         overlap: int = DEFAULT_OVERLAP,
         audio_context_frames: int = AUDIO_CONTEXT_FRAMES,
+        rescale_reference: bool | None = None,
     ) -> None:
         cfg = module.cfg
         check_audio_backend(module, audio_extractor)
@@ -165,6 +185,7 @@ class MotionGenerator:
         self.guidance_audio = cfg.flow.guidance_audio if guidance_audio is None else guidance_audio
         self.guidance_emotion = cfg.flow.guidance_emotion if guidance_emotion is None else guidance_emotion
         self.context = audio_context_frames
+        self.rescale_reference = cfg.flow.rescale_reference if rescale_reference is None else rescale_reference
         if not 0 <= overlap < self.window or self.prev_frames > self.window - overlap:
             raise ValueError(
                 f"overlap={overlap} must lie in [0, {self.window}) and leave room for the "
@@ -214,6 +235,10 @@ class MotionGenerator:
                 stacklevel=2,
             )
         plan = WindowPlan(num_frames, self.window, self.overlap)
+        ratio = 1.0
+        if self.rescale_reference:
+            ratio = reference_scale_ratio(reference_motion, float(self.module.motion_mean[SCALE]))
+            reference_motion = scale_placement(reference_motion, 1.0 / ratio)
         out = np.zeros((len(seeds), plan.padded_frames, MOTION_DIM), dtype=np.float32)  # normalised units
         for start, window in tqdm(
             self._windows(wave, identity, reference_motion, emotion, seeds, plan, out),
@@ -224,7 +249,7 @@ class MotionGenerator:
         ):
             self._place(out, window, start)
         motion = self.module.denormalize(torch.from_numpy(out[:, :num_frames])).numpy()
-        return smooth_pose(motion)
+        return scale_placement(smooth_pose(motion), ratio)
 
     def _windows(
         self,

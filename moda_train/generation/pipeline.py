@@ -20,9 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from moda_train.core.checkpoint import load_module
-from moda_train.core.motion_layout import NULL_EMOTION, emotion_index
+from moda_train.core.motion_layout import MOTION_DIM, NULL_EMOTION, NUM_KEYPOINTS, emotion_index
 from moda_train.core.rates import FPS, SAMPLE_RATE
-from moda_train.core.stats import backend_name, read_stats_file
+from moda_train.core.stats import backend_convention, backend_name, read_stats_file
 from moda_train.generation.inputs import load_image, load_speech
 from moda_train.generation.liveportrait_render import LivePortraitRenderer
 from moda_train.generation.motion_generator import MotionGenerator, check_audio_backend_name
@@ -30,7 +30,8 @@ from moda_train.generation.render import ReferenceFace, Renderer, WarpRenderer
 from moda_train.lit.mmdit_module import MoDALightningModule
 from moda_train.perception.audio import get_audio_extractor
 from moda_train.perception.config import FaceConfig
-from moda_train.perception.face_crop import FaceDetector, crop_square
+from moda_train.perception.face_align import LivePortraitCropper
+from moda_train.perception.face_crop import FaceDetector, face_box
 from moda_train.perception.motion import MotionExtractor, get_motion_extractor
 from moda_train.perception.registry import build_backend
 from moda_train.perception.video_io import write_video
@@ -67,8 +68,9 @@ def reference_face(
     face: FaceConfig | None = None,
     detector: FaceDetector | None = None,
 ) -> ReferenceFace:
-    """Detect the (largest) face in uint8 RGB `image`, crop it as data_prep does (`face` settings: 256 px, scale
-    1.8 by default) and extract its motion and identity keypoints with `extractor`.
+    """Detect the (largest) face in uint8 RGB `image`, crop it as data_prep does for `extractor` (its `crop`
+    convention: the `face` box, 256 px and scale 1.8 by default, or LivePortrait's rotation-aligned crop from the
+    face's FaceMesh landmarks) and extract its motion and identity keypoints with `extractor`.
 
     When the configured detector finds no face, mediapipe's short-range model (faces within about 2 m, i.e. a
     portrait) is tried before giving up: the full-range model data_prep uses misses some close-up faces, e.g.
@@ -82,13 +84,42 @@ def reference_face(
         faces = FaceDetector(dataclasses.replace(face, model_selection=PORTRAIT_MODEL)).detect(image)
     if len(faces) == 0:
         raise ValueError("no face found in the reference image")
-    x0, y0, w, h = faces[0]
-    box = np.array([x0 + w / 2, y0 + h / 2, max(w, h) * face.crop_scale])
-    crop = crop_square(image, box, face.crop_size)
-    sequence = extractor.extract(crop[None])
+    box = face_box(faces, face)
+    square = None
+    if extractor.crop == "liveportrait":  # LivePortrait's rotation-aligned crop from the face's landmarks
+        cropper = LivePortraitCropper()
+        try:
+            square = cropper.square(image, box)
+        finally:
+            cropper.close()
+        if square is None:
+            raise ValueError("FaceMesh found no face landmarks in the reference image (for the LivePortrait crop)")
+    # The crop first (motion and identity are filled in from it below): one place knows how to cut it.
+    blank = (np.zeros(MOTION_DIM), np.zeros(3 * NUM_KEYPOINTS))
+    reference = ReferenceFace(image, box, face.crop_size, *blank, extractor.name, square, extractor.expression)
+    sequence = extractor.extract(reference.crop(face.crop_size)[None])
     if not sequence.valid[0]:
         raise ValueError(f"the {extractor.name} motion extractor found no face in the reference crop")
-    return ReferenceFace(image, box, face.crop_size, sequence.motion[0], sequence.identity, extractor.name)
+    return dataclasses.replace(reference, motion=sequence.motion[0], identity=sequence.identity)
+
+
+def recorded_motion_convention(module: MoDALightningModule) -> str:
+    """The crop and expression convention of the training motion: `data.motion_convention` from the checkpoint's
+    config, else their stats.json's (if still where the config says), or "" (unrecorded: not checked)."""
+    stats_path = Path(module.cfg.data.stats_path)
+    if module.cfg.data.motion_convention or not stats_path.is_file():
+        return module.cfg.data.motion_convention
+    return backend_convention(read_stats_file(stats_path).get("motion_backend"))
+
+
+def check_motion_convention(module: MoDALightningModule, extractor: MotionExtractor) -> None:
+    """Raise ValueError when `extractor` makes motion of another convention than the checkpoint was trained on."""
+    recorded = recorded_motion_convention(module)
+    if recorded and recorded != extractor.convention:
+        raise ValueError(
+            f"the checkpoint was trained on motion of the {recorded!r} convention but the {extractor.name} motion "
+            f"backend as configured gives {extractor.convention!r}: set its crop and native_expression options"
+        )
 
 
 class GenerationPipeline:
@@ -98,7 +129,8 @@ class GenerationPipeline:
     asking for another audio backend than the checkpoint's is an error (`inference.AudioBackendMismatch`).
     `face` sets the reference crop (use the shard config's face settings; 256 px, scale 1.8 by default).
     `renderer` is a Renderer or a name of `RENDERERS` (built with `renderer_options`); by default the one the
-    motion backend's motion is made for (`DEFAULT_RENDERERS`).
+    motion backend's motion is made for (`DEFAULT_RENDERERS`). `rescale_reference` defaults to the checkpoint's
+    `flow.rescale_reference` (`MotionGenerator`).
     """
 
     def __init__(
@@ -115,6 +147,7 @@ class GenerationPipeline:
         face: FaceConfig | None = None,
         device: str = "cpu",
         renderer_options: dict[str, Any] | None = None,
+        rescale_reference: bool | None = None,
     ) -> None:
         self.module = load_checkpoint(checkpoint, device)
         audio_backend = check_audio_backend_name(self.module, audio_backend)
@@ -126,8 +159,11 @@ class GenerationPipeline:
                 f"{motion_backend!r}: the reference photo's motion must come from the same extractor"
             )
         self.audio = get_audio_extractor(audio_backend, **(audio_options or {}))
-        self.generator = MotionGenerator(self.module, self.audio, steps, guidance_audio, guidance_emotion)
+        self.generator = MotionGenerator(
+            self.module, self.audio, steps, guidance_audio, guidance_emotion, rescale_reference=rescale_reference
+        )
         self.motion = get_motion_extractor(motion_backend, **(motion_options or {}))
+        check_motion_convention(self.module, self.motion)
         if not isinstance(renderer, Renderer):
             name = renderer or DEFAULT_RENDERERS.get(motion_backend, "warp")
             renderer = get_renderer(name, **(renderer_options or {}))

@@ -2,7 +2,8 @@
 
 `Renderer.render(reference, driven_motion)` yields one uint8 RGB frame of the reference image's size per motion
 frame, lazily, so a long video streams to the encoder. `ReferenceFace` carries what every renderer needs: the
-full photo, the square face crop box the motion extractor saw, and the photo's own motion and identity keypoints.
+full photo, the face crop the motion extractor saw (the square `box`, or LivePortrait's rotation-aligned `square`),
+the photo's own motion and identity keypoints, and the motion's expression convention.
 
 `WarpRenderer` needs no weights. It works with the `landmarks` motion backend, whose 21 keypoints are facial
 landmarks: it projects the keypoints of the reference motion and of each driven frame into the crop
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from moda_train.core.motion_layout import MOTION_DIM, NUM_KEYPOINTS
+from moda_train.perception.face_align import square_matrix, warp_square
+from moda_train.perception.face_crop import box_matrix, crop_square
 from moda_train.perception.face_warp import FaceWarper
 from moda_train.perception.motion import motion_to_image_keypoints
 from moda_train.perception.motion.landmarks import INNER_LIP_KEYPOINTS
@@ -48,6 +51,11 @@ class ReferenceFace:
     """float32 [63]: the photo's canonical keypoints."""
     motion_backend: str = "landmarks"
     """Name of the motion extractor that produced motion and identity."""
+    square: np.ndarray | None = None
+    """float [4]: centre x, centre y, side and roll angle (radians) of LivePortrait's rotation-aligned crop
+    (`perception.face_align`) when the extractor took that crop; None when it took the square `box` crop."""
+    expression: str = "canonical"
+    """Where the motion's expression offsets live (`perception.motion.pose`): canonical or native."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -60,12 +68,26 @@ class ReferenceFace:
             problems.append(f"motion must be [{MOTION_DIM}], got shape {np.shape(self.motion)}")
         if np.shape(self.identity) != (3 * NUM_KEYPOINTS,):
             problems.append(f"identity must be [{3 * NUM_KEYPOINTS}], got shape {np.shape(self.identity)}")
+        if self.square is not None and (np.shape(self.square) != (4,) or not np.asarray(self.square)[2] > 0):
+            problems.append(f"square must be (centre x, centre y, side > 0, angle), got {self.square}")
         if problems:
             raise ValueError("; ".join(problems))
 
+    def crop(self, size: int) -> np.ndarray:
+        """The face crop the motion extractor saw, at `size` px (uint8 [size, size, 3])."""
+        if self.square is not None:
+            return warp_square(self.image, self.square, size)
+        return crop_square(self.image, self.box, size)
+
+    def crop_matrix(self, size: int) -> np.ndarray:
+        """2x3 affine from photo pixels to pixels of a `size` px image of that crop."""
+        return box_matrix(self.box, size) if self.square is None else square_matrix(self.square, size)
+
     def keypoints(self, motion: np.ndarray) -> np.ndarray:
         """Photo-pixel positions [T, 21, 2] of the keypoints that `motion` [T, 70] drives for this identity."""
-        in_crop = motion_to_image_keypoints(motion, self.identity, self.crop_size)
+        if self.square is not None:
+            raise ValueError("keypoints() maps through the square box crop; this reference has a rotated crop")
+        in_crop = motion_to_image_keypoints(motion, self.identity, self.crop_size, self.expression)
         cx, cy, side = (float(v) for v in self.box)
         return in_crop * (side / self.crop_size) + [cx - side / 2, cy - side / 2]
 

@@ -130,6 +130,12 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
             f"data.motion_backend={cfg.data.motion_backend!r} but {cfg.data.stats_path} records shards made with "
             f"the {stats.motion_backend!r} motion backend"
         )
+    if cfg.data.motion_convention and stats.motion_convention not in ("", cfg.data.motion_convention):
+        raise ConfigError(
+            f"data.motion_convention={cfg.data.motion_convention!r} but {cfg.data.stats_path} records shards of "
+            f"the {stats.motion_convention!r} convention"
+        )
+    tree.data.motion_convention = cfg.data.motion_convention or stats.motion_convention  # saved in checkpoints
     # Before any work: a folder or a typo in a shard list is a config error now, not a reader retrying it.
     check_shard_spec(cfg.data.train_shards, "data.train_shards")
     if cfg.data.val_shards:

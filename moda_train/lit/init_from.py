@@ -12,7 +12,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from moda_train.core.checkpoint import read_checkpoint
+from moda_train.core.checkpoint import checkpoint_config, read_checkpoint
 
 STATS_BUFFERS = ("motion_mean", "motion_std")
 
@@ -21,8 +21,17 @@ def load_initial_weights(module: L.LightningModule, path: str, task: str) -> Non
     """Copy every tensor of `module`'s state dict (weights, EMA, the frozen latent space, statistics) from the
     checkpoint at `path`. Tensors the file has beyond those (e.g. an ALSE expert, rebuilt from `sync.checkpoint`)
     are ignored. Raises ValueError, naming the tensors, when the file lacks some or their shapes differ, and when
-    its motion statistics are not the ones this run normalises its data with."""
-    state = read_checkpoint(path, task)["state_dict"]
+    its motion statistics are not the ones this run normalises its data with, or its motion convention (crop and
+    expression, `data.motion_convention`) is not this run's."""
+    checkpoint = read_checkpoint(path, task)
+    state = checkpoint["state_dict"]
+    theirs = checkpoint_config(checkpoint).get("data", {}).get("motion_convention", "")
+    mine = module.hparams.get("config", {}).get("data", {}).get("motion_convention", "")
+    if theirs and mine and theirs != mine:
+        raise ValueError(
+            f"train.init_from={path}: trained on motion of the {theirs!r} convention, but this run's shards are "
+            f"{mine!r}: make the shards with the same motion backend options"
+        )
     ours = module.state_dict()
     missing = sorted(set(ours) - set(state))
     misshapen = [

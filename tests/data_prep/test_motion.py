@@ -188,23 +188,32 @@ def random_liveportrait(tmp_path_factory):
     return folder
 
 
-def test_liveportrait_loads_released_layout_and_shares_the_convention(random_liveportrait, clip):
+def test_liveportrait_loads_released_layout_in_both_expression_conventions(random_liveportrait, clip):
     frames = clip[0][:3]
-    extractor = get_motion_extractor("liveportrait", path=random_liveportrait, batch_size=2)
-    sequence = extractor.extract(frames, ref_index=1)
+    native = get_motion_extractor("liveportrait", path=random_liveportrait, batch_size=2)
+    assert native.convention == "liveportrait-crop,native-expression" and native.convention in native.version
+    sequence = native.extract(frames, ref_index=1)
     assert sequence.motion.shape == (3, 70) and sequence.identity.shape == (63,) and sequence.valid.all()
-    assert (sequence.motion[:, 66] == 0).all() and "canonical" in extractor.version
+    assert (sequence.motion[:, 66] == 0).all()
     # LivePortrait's own placement of the keypoints, straight from the network outputs ...
-    raw = extractor.raw_outputs(frames)
+    raw = native.raw_outputs(frames)
     kp = raw["kp"][1]  # the reference frame's canonical keypoints
     placed = raw["scale"][:, None, None] * (kp @ rotation_matrix(raw["angles"]).transpose(0, 2, 1) + raw["exp"])
     placed = normalised_to_pixels(placed[..., :2] + raw["t"][:, None, :2], CROP)
-    # ... equals the framework's convention applied to the backend's motion.
-    driven = motion_to_image_keypoints(sequence.motion, sequence.identity, crop_size=CROP)
+    # ... is what the default (native) motion drives: LivePortrait's raw `exp`, as MoDA's release feeds it ...
+    np.testing.assert_allclose(sequence.motion[:, :63], raw["exp"].reshape(3, 63), atol=1e-5)
+    driven = motion_to_image_keypoints(sequence.motion, sequence.identity, CROP, native.expression)
     np.testing.assert_allclose(driven, placed, atol=1e-3)
     assert np.ptp(sequence.motion[:, 67:], axis=0).max() > 0  # the pose heads do respond to the frames
-    native = get_motion_extractor("liveportrait", path=random_liveportrait, native_expression=True).extract(frames)
-    np.testing.assert_allclose(native.motion[:, :63], raw["exp"].reshape(3, 63), atol=1e-5)
+    # ... and the canonical option's motion, placed the framework's way, too; the two differ in the numbers.
+    canonical = get_motion_extractor("liveportrait", path=random_liveportrait, native_expression=False, crop="box")
+    assert canonical.convention == "box-crop,canonical-expression"
+    rotated = canonical.extract(frames, ref_index=1)
+    driven = motion_to_image_keypoints(rotated.motion, rotated.identity, crop_size=CROP)
+    np.testing.assert_allclose(driven, placed, atol=1e-3)
+    assert np.abs(rotated.motion[:, :63] - sequence.motion[:, :63]).max() > 1e-3
+    with pytest.raises(ValueError, match="crop='tight': choose one of box, liveportrait"):
+        get_motion_extractor("liveportrait", path=random_liveportrait, crop="tight")
 
 
 def test_liveportrait_rejects_other_checkpoints(tmp_path):

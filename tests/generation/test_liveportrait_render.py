@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from moda_train.core.motion_layout import EXPRESSION, MOTION_DIM, SCALE
-from moda_train.generation.liveportrait_render import LivePortraitRenderer, crop_to_photo, feather_mask
+from moda_train.generation.liveportrait_render import LivePortraitRenderer, feather_mask
 from moda_train.generation.render import ReferenceFace
 from tests.perception.liveportrait_layout import write_released_renderer
 
@@ -47,7 +47,7 @@ def test_frames_keep_the_photo_outside_the_pasted_face(renderer_folder, face):
     assert all(f.shape == photo.shape and f.dtype == np.uint8 for f in frames)
     # the paste weight in the photo: zero outside the crop square, so those pixels are the photo's own
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    weight = cv2.warpAffine(feather_mask(512), crop_to_photo(BOX, 512), photo.shape[1::-1], flags=flags)
+    weight = cv2.warpAffine(feather_mask(512), face.crop_matrix(512), photo.shape[1::-1], flags=flags)
     outside = weight == 0
     cx, cy, side = BOX
     ys, xs = np.nonzero(~outside)

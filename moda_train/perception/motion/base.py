@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moda_train.core.motion_layout import MOTION_DIM, NUM_KEYPOINTS
+from moda_train.core.motion_layout import MOTION_DIM, NUM_KEYPOINTS, motion_convention
 
 
 @dataclass
@@ -35,10 +35,21 @@ class MotionSequence:
 
 
 class MotionExtractor(ABC):
-    """Turns a clip of RGB face crops into a `MotionSequence`; the same frames always give the same output."""
+    """Turns a clip of RGB face crops into a `MotionSequence`; the same frames always give the same output.
+
+    `crop` (one of `core.motion_layout.CROP_CONVENTIONS`) says how the caller must cut the crops it passes;
+    `expression` (one of `EXPRESSION_FRAMES` there) where the motion's expression offsets live. Together they
+    are the backend's `convention`, recorded in shards and checked at training and generation time.
+    """
 
     name: str
     version: str
+    crop: str = "box"
+    expression: str = "canonical"
+
+    @property
+    def convention(self) -> str:
+        return motion_convention(self.crop, self.expression)
 
     @abstractmethod
     def extract(self, frames: np.ndarray, ref_index: int = 0) -> MotionSequence:

@@ -5,11 +5,17 @@ LivePortrait's `motion_extractor.pth`, or the folder that holds it. Nothing is d
 
 Per frame the network gives canonical keypoints kp, expression exp, pitch/yaw/roll, scale s and translation t;
 the motion is (exp, s, tx, ty, 0, pitch, yaw, roll) as in MoDA, and identity = kp of the reference frame.
-LivePortrait places keypoints in the image as `s * (kp @ R.T + exp) + t`, its expression added after the rotation.
-By default the expression is rotated back into the canonical frame (`exp @ R`), so that this backend shares the
-framework's convention `s * (kp + exp) @ R.T + t` (see `pose`) with the `landmarks` backend, the renderer and
-`motion_to_image_keypoints`. `native_expression=True` keeps LivePortrait's own expression instead, as MoDA's
-released model was trained on it; the choice is part of `.version`, so shards record it.
+
+Two conventions, both recorded in shards (`convention`, `.version`) and checked at training and generation time:
+* crop (`crop`): `liveportrait` by default, LivePortrait's rotation-aligned crop from face landmarks
+  (`moda_train.perception.face_align`: scale 2.3, shifted up by 0.125 of the side, eye line horizontal, 512 px
+  shrunk to 256), which data_prep and generation cut for this backend; `box` takes the framework's centred box
+  crop (`FaceConfig.crop_scale`) instead.
+* expression (`native_expression`): True by default, LivePortrait's own `exp`, added after the rotation
+  (`s * (kp @ R.T + exp) + t`), which is what MoDA's released model was trained on: its inference code feeds the
+  extractor's raw `exp` to the model and places keypoints as `scale * (kp @ R + exp) + t` with LivePortrait's
+  (transposed) rotation. False rotates the expression back into the canonical frame (`exp @ R`), the
+  framework's `landmarks` convention `s * (kp + exp) @ R.T + t` (see `pose`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from moda_train.core.motion_layout import EXPRESSION, MOTION_DIM, NUM_KEYPOINTS, ROTATION, SCALE, TRANSLATION
+from moda_train.core.motion_layout import (
+    CROP_CONVENTIONS,
+    EXPRESSION,
+    MOTION_DIM,
+    NUM_KEYPOINTS,
+    ROTATION,
+    SCALE,
+    TRANSLATION,
+)
 from moda_train.core.weights import WEIGHTS, find_weights
 
 from .base import MotionExtractor, MotionSequence, check_frames
@@ -45,9 +59,13 @@ class LivePortraitMotionExtractor(MotionExtractor):
         path: str | os.PathLike | None = None,
         device: str = "cpu",
         batch_size: int = 16,
-        native_expression: bool = False,
+        native_expression: bool = True,
+        crop: str = "liveportrait",
     ) -> None:
         import torch
+
+        if crop not in CROP_CONVENTIONS:
+            raise ValueError(f"crop={crop!r}: choose one of {', '.join(CROP_CONVENTIONS)}")
 
         from .liveportrait_net import net_from_state_dict
 
@@ -68,8 +86,9 @@ class LivePortraitMotionExtractor(MotionExtractor):
         self.device = device
         self.batch_size = batch_size
         self.native_expression = native_expression
-        frame = "native" if native_expression else "canonical"
-        self.version = f"liveportrait:{self.checkpoint.name}:{frame}-expression"
+        self.expression = "native" if native_expression else "canonical"
+        self.crop = crop
+        self.version = f"liveportrait:{self.checkpoint.name}:{self.convention}"
 
     def raw_outputs(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         """The network's per-frame outputs, float64: kp [T, 21, 3], exp [T, 21, 3], angles [T, 3] (pitch, yaw,
