@@ -75,7 +75,7 @@ def smooth_pose(motion: np.ndarray, frames: int = POSE_SMOOTHING_FRAMES) -> np.n
 
 def reference_scale_ratio(reference_motion: np.ndarray, mean_scale: float) -> float:
     """The released pipeline's r = (reference scale + 1e-5) / (mean scale + 1e-5) (`flow.rescale_reference`)."""
-    return (float(np.asarray(reference_motion).reshape(MOTION_DIM)[SCALE]) + REFERENCE_EPSILON) / (
+    return (float(np.asarray(reference_motion).reshape(MOTION_DIM)[SCALE][0]) + REFERENCE_EPSILON) / (
         mean_scale + REFERENCE_EPSILON
     )
 
@@ -237,7 +237,7 @@ class MotionGenerator:
         plan = WindowPlan(num_frames, self.window, self.overlap)
         ratio = 1.0
         if self.rescale_reference:
-            ratio = reference_scale_ratio(reference_motion, float(self.module.motion_mean[SCALE]))
+            ratio = reference_scale_ratio(reference_motion, float(self.module.motion_mean[SCALE][0]))
             reference_motion = scale_placement(reference_motion, 1.0 / ratio)
         out = np.zeros((len(seeds), plan.padded_frames, MOTION_DIM), dtype=np.float32)  # normalised units
         for start, window in tqdm(

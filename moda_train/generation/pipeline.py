@@ -118,7 +118,8 @@ def check_motion_convention(module: MoDALightningModule, extractor: MotionExtrac
     if recorded and recorded != extractor.convention:
         raise ValueError(
             f"the checkpoint was trained on motion of the {recorded!r} convention but the {extractor.name} motion "
-            f"backend as configured gives {extractor.convention!r}: set its crop and native_expression options"
+            f"backend as configured gives {extractor.convention!r}: configure it as the training data was (the "
+            "liveportrait backend's `crop` and `native_expression` options)"
         )
 
 

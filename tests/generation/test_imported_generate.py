@@ -23,6 +23,7 @@ def test_generate_from_an_imported_checkpoint(photo, tmp_path, capsys):
     write_released_net(tmp_path / "net-200.pth", hidden=64, head_dim=16, audio_dim=320)
     write_released_stats(tmp_path / "mean.pt")
     overrides = ["data.audio_backend=logmel", "data.motion_backend=landmarks"]
+    overrides.append("data.motion_convention=box-crop,canonical-expression")  # the landmarks backend's
     ckpt = import_official(tmp_path / "net-200.pth", tmp_path / "mean.pt", tmp_path / "official.ckpt", overrides)
     cv2.imwrite(str(tmp_path / "photo.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
     audio = write_wav(tmp_path / "speech.wav", speech_like(1.0))

@@ -1,10 +1,12 @@
 """train.init_from: fine-tuning starts from a checkpoint's weights and EMA with a fresh optimizer and schedule."""
 
+import json
+
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from moda_train.core.config_loader import CONFIGS_ROOT
+from moda_train.core.config_loader import CONFIGS_ROOT, ConfigError
 from moda_train.core.stats import MotionStats
 from moda_train.data.synthetic import write_synthetic_shards
 from moda_train.experiment import load_experiment
@@ -87,3 +89,44 @@ def test_statistics_and_architecture_must_match(shards, tmp_path):
         ValueError, match=r"not the architecture of this experiment \(missing ema\.single_stream\.1"
     ):
         load_initial_weights(module(1.0, "model.depth_single_stream=2"), str(path), "mmdit")
+
+
+def test_motion_convention_must_match(shards, tmp_path):
+    """A model trained on LivePortrait-crop native-expression motion cannot be fine-tuned on canonical motion."""
+
+    def module(convention):
+        _, tree = load_experiment(
+            TINY,
+            [
+                f"data.stats_path={shards}/stats.json",
+                "model.depth_single_stream=1",
+                f"data.motion_convention={convention}",
+            ],
+        )
+        return MoDALightningModule(
+            OmegaConf.to_container(tree, resolve=True), MotionStats.load(shards / "stats.json")
+        )
+
+    source = module("liveportrait-crop,native-expression")
+    path = tmp_path / "source.ckpt"
+    torch.save({"state_dict": source.state_dict(), "hyper_parameters": dict(source.hparams)}, path)
+    load_initial_weights(module("liveportrait-crop,native-expression"), str(path), "mmdit")
+    load_initial_weights(module(""), str(path), "mmdit")  # unrecorded shards (made before it was recorded)
+    with pytest.raises(
+        ValueError, match="trained on motion of the 'liveportrait-crop,native-expression' convention"
+    ):
+        load_initial_weights(module("liveportrait-crop,canonical-expression"), str(path), "mmdit")
+
+
+def test_a_run_refuses_shards_of_another_motion_convention(shards, tmp_path):
+    stats = MotionStats.load(shards / "stats.json")
+    stats.motion_backend, stats.motion_convention = "liveportrait", "box-crop,canonical-expression"
+    (tmp_path / "stats.json").write_text(json.dumps(stats.to_dict()))
+    cfg, tree = load_experiment(
+        TINY,
+        [f"data.train_shards={shards}/train-*.tar", f"data.stats_path={tmp_path / 'stats.json'}",
+         f"train.out_dir={tmp_path}", "data.motion_convention=liveportrait-crop,native-expression"],
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="records shards of the 'box-crop,canonical-expression' convention"):
+        run_experiment(cfg, tree, TINY)
+    assert not any(tmp_path.glob("*/config.yaml"))  # refused before a run folder was made

@@ -113,7 +113,12 @@ def test_statistics_keep_the_released_convention(released, imported):
     root, _, stats = released
     record = json.loads((root / "out" / "moda_official.stats.json").read_text())
     assert (record["std_convention"], record["std_epsilon"]) == ("add", 1e-5)
-    assert (record["audio_backend"], record["motion_backend"]) == ("hubert", "liveportrait")
+    released_motion = {"name": "liveportrait", "convention": "liveportrait-crop,native-expression"}
+    assert (record["audio_backend"], record["motion_backend"]) == ("hubert", released_motion)
+    loaded = MotionStats.load(root / "out" / "moda_official.stats.json")
+    assert (loaded.motion_backend, loaded.motion_convention) == ("liveportrait", released_motion["convention"])
+    assert imported.cfg.data.motion_convention == released_motion["convention"]
+    assert imported.cfg.flow.rescale_reference
     divisor = stats["std"].reshape(-1) + 1e-5
     torch.testing.assert_close(imported.motion_std, divisor)
     torch.testing.assert_close(
