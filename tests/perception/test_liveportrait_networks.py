@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from moda_train.perception.liveportrait import RELEASED_FILES, RendererNetworks, RendererSizes, stitch
 from moda_train.perception.liveportrait.networks import coordinate_grid, infer_sizes
@@ -94,6 +95,16 @@ def test_equal_keypoints_give_the_identity_deformation(released):
     torch.testing.assert_close(deformation[0], grid)
     assert occlusion.shape == (1, 1, 64, 64) and (occlusion > 0).all() and (occlusion < 1).all()
     assert (moved - grid).abs().max() > 1e-3  # a driving shift moves the sampling grid
+    # The identity deformation is LivePortrait's coordinate grid (linspace(-1, 1, n) per axis), which the warp
+    # samples with align_corners=False as LivePortrait does: that grid is not the identity resample (it stretches
+    # the volume by n / (n - 1) and half-samples the zero padding at the borders), so even equal keypoints change
+    # the features, by 0.25-0.7 relative at depth 16 and 64 x 64 (smooth to white-noise volumes), 0.5 here (depth
+    # 2). Sampled with align_corners=True the same grid would give the source features back to 1e-6.
+    with torch.no_grad():
+        warped = F.grid_sample(feature, deformation, align_corners=False)
+        aligned = F.grid_sample(feature, deformation, align_corners=True)
+    assert (warped - feature).norm() > 0.1 * feature.norm()
+    assert (aligned - feature).norm() < 1e-5 * feature.norm()
 
 
 def test_stitching_adds_keypoint_offsets_and_a_shift():
