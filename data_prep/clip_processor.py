@@ -218,8 +218,8 @@ class ClipProcessor:
             with clock("face"):
                 for frame in block:
                     detections.append(self.detector.detect(frame))
-                    box = face_box(detections[-1], cfg.face)
                     if self.aligner is not None:
+                        box = face_box(detections[-1], cfg.face)
                         squares.append(None if box is None else self.aligner.square(frame, box))
         with clock("face"):
             track = track_from_detections(detections, detect_at, num_frames, FPS, cfg.face)
