@@ -28,9 +28,9 @@ LivePortrait's landmark models do not). The mapping (`EYE_LANDMARKS`, `MOUTH_COR
 | all 106 points (jaw contour ear to ear, | the face oval from 127 to 356 through the chin (not its       |
 | brows, eyes, nose, lips; no forehead)   | forehead part), brows, eye corners and lids, nose, lips       |
 
-The remaining difference is the landmark detector: the two models place the jaw contour and the brows a little
-differently, so side and centre differ by a few per cent of the face size between the two (the eye line, hence
-the rotation, agrees closely). It is not measured here: InsightFace's models are not available offline.
+The remaining difference is the landmark detector: the two models place the jaw contour and the brows somewhat
+differently, so side and centre may differ between the two (the eye and mouth points, hence the rotation, are
+the better defined). By how much is not measured here: InsightFace's models are not available offline.
 """
 
 from __future__ import annotations
