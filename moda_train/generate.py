@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--motion-backend", default="", help="motion extractor (default: the training shards')")
     parser.add_argument(
-        "--motion-option", action="append", default=[], metavar="KEY=VALUE", help="motion extractor option"
+        "--motion-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="motion extractor option, value read as YAML (e.g. path=pretrained/liveportrait crop=box)",
     )
     parser.add_argument(
         "--renderer", default="", help="warp or liveportrait (default: the one for the motion backend)"
@@ -113,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                 audio_backend=args.audio_backend,
                 audio_options=_key_values(args.audio_option, "--audio-option"),
                 motion_backend=args.motion_backend,
-                motion_options=_key_values(args.motion_option, "--motion-option"),
+                motion_options={  # YAML values: native_expression=false is a bool, batch_size=8 an int
+                    k: yaml.safe_load(v) for k, v in _key_values(args.motion_option, "--motion-option").items()
+                },
                 renderer=args.renderer or None,
                 renderer_options={
                     k: yaml.safe_load(v) for k, v in _key_values(args.renderer_option, "--renderer-option").items()

@@ -214,6 +214,8 @@ def test_liveportrait_loads_released_layout_in_both_expression_conventions(rando
     assert np.abs(rotated.motion[:, :63] - sequence.motion[:, :63]).max() > 1e-3
     with pytest.raises(ValueError, match="crop='tight': choose one of box, liveportrait"):
         get_motion_extractor("liveportrait", path=random_liveportrait, crop="tight")
+    with pytest.raises(ValueError, match="native_expression must be true or false, got 'false'"):
+        get_motion_extractor("liveportrait", path=random_liveportrait, native_expression="false")
 
 
 def test_liveportrait_rejects_other_checkpoints(tmp_path):

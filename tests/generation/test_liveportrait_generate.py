@@ -73,3 +73,20 @@ def test_generate_and_evaluate_with_the_liveportrait_renderer(released, photo, t
     report = evaluate(cfg, progress=False)
     assert (tmp_path / "eval" / "generated" / "clip.mp4").is_file()
     assert report["metrics"]["fid"]["status"] == "ok"
+
+
+def test_generation_refuses_an_extractor_of_another_convention(released, photo, tmp_path, capsys):
+    """The imported checkpoint records the released convention; canonical-expression motion is a one-line error."""
+    _, liveportrait, ckpt = released
+    cv2.imwrite(str(tmp_path / "photo.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    audio = write_wav(tmp_path / "speech.wav", speech_like(0.4))
+    args = ["--checkpoint", str(ckpt), "--image", str(tmp_path / "photo.png"), "--audio", audio, "--steps", "1"]
+    options = ["--motion-option", f"path={liveportrait}", "--motion-option", "native_expression=false"]
+    assert main([*args, *options, "--out", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [
+        "error: the checkpoint was trained on motion of the 'liveportrait-crop,native-expression' convention but "
+        "the liveportrait motion backend as configured gives 'liveportrait-crop,canonical-expression': configure "
+        "it as the training data was (the liveportrait backend's `crop` and `native_expression` options)"
+    ]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

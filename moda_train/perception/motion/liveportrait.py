@@ -66,6 +66,8 @@ class LivePortraitMotionExtractor(MotionExtractor):
 
         if crop not in CROP_CONVENTIONS:
             raise ValueError(f"crop={crop!r}: choose one of {', '.join(CROP_CONVENTIONS)}")
+        if not isinstance(native_expression, bool):
+            raise ValueError(f"native_expression must be true or false, got {native_expression!r}")
 
         from .liveportrait_net import net_from_state_dict
 
