@@ -264,6 +264,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     inductor_config.cpp.enable_kernel_profile = True  # compiled kernels appear by name in the profile table
     for name in args.only or DEFAULT_SETUPS:
+        # Each setup compiles its own block graphs; without a reset they would share dynamo's per-function
+        # recompile limit (8), and the second setup's blocks would fall back to eager.
+        torch._dynamo.reset()
         result = bench_setup(name, args.steps, args.frames, args.sample_steps, args.sample_repeats)
         print(report(result) + "\n", flush=True)
         if args.json:

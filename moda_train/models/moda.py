@@ -144,7 +144,11 @@ class MoDA(nn.Module):
             block.compile(dynamic=True, **options)
 
     def _rope(self, positions: Tensor) -> Tensor:
-        return rope_frequencies(positions, self.config.head_dim, self.config.rope_theta)
+        freqs = rope_frequencies(positions, self.config.head_dim, self.config.rope_theta)  # [L, D/2]
+        # The table's width is fixed by the architecture. Marked static, torch.compile's duck sizing cannot give it
+        # the batch's symbol when the batch happens to equal head_dim / 2 (that would specialise the batch size).
+        torch._dynamo.mark_static(freqs, 1)
+        return freqs
 
     def _check_inputs(
         self,
