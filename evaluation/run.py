@@ -59,6 +59,12 @@ def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
                 path = resolve_weights("syncnet", cfg.sync.weights)
                 load_syncnet(path)
                 weights["syncnet"] = _weights_entry(path)
+                if cfg.sync.protocol == "syncnet_python" and sync_detector(cfg) == "s3fd":
+                    from moda_train.perception.s3fd import load_s3fd
+
+                    path = find_weights("s3fd", cfg.sync.s3fd_weights, "sync.s3fd_weights")
+                    load_s3fd(path)
+                    weights["s3fd"] = _weights_entry(path)
             elif group == "fsim":
                 from evaluation.fsim import fsim_weights_paths
 
@@ -224,9 +230,16 @@ def _title(cfg: EvalConfig, num_clips: int) -> dict:
     return {"method": method, "checkpoint": cfg.checkpoint or None, "split": split, "clips": num_clips}
 
 
+def sync_detector(cfg: EvalConfig) -> str:
+    """The face detector of the syncnet_python protocol: `sync.detector` with `auto` resolved."""
+    from evaluation.sync import chosen_detector
+
+    return chosen_detector(cfg.sync.detector, cfg.sync.s3fd_weights)
+
+
 def _protocols(cfg: EvalConfig, status: dict[str, str]) -> dict:
     """The named protocol of every set metric and Sync-C/D that ran, with Sync's detector and known differences."""
-    from evaluation.sync import DIFFERENCES, detector_description
+    from evaluation.sync import detector_description, differences
 
     out = {}
     if status.get("fid") == "ok":
@@ -234,12 +247,14 @@ def _protocols(cfg: EvalConfig, status: dict[str, str]) -> dict:
     if status.get("fvd") == "ok":
         out["fvd"] = {"protocol": cfg.fvd.protocol, "clip_frames": cfg.fvd.clip_frames, "seed": cfg.fvd.seed}
     if status.get("sync") == "ok":
+        s, detector = cfg.sync, sync_detector(cfg)
         out["sync"] = {
-            "protocol": cfg.sync.protocol,
-            "differences from syncnet_python": DIFFERENCES[cfg.sync.protocol],
+            "protocol": s.protocol,
+            "differences from syncnet_python": differences(s.protocol, detector, s.s3fd_scale, s.s3fd_confidence),
         }
-        if cfg.sync.protocol == "syncnet_python":
-            out["sync"]["detector"] = detector_description(cfg.sync.detector_confidence)
+        if s.protocol == "syncnet_python":
+            confidence = s.s3fd_confidence if detector == "s3fd" else s.detector_confidence
+            out["sync"]["detector"] = detector_description(detector, confidence, s.s3fd_scale)
             out["sync"]["min_track"] = cfg.sync.min_track
             out["sync"]["min_face_size"] = cfg.sync.min_face_size
     return out

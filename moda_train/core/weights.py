@@ -56,6 +56,9 @@ WEIGHTS: dict[str, WeightsSource] = {
     ),
     "i3d": WeightsSource("", "the FVD I3D network", "MODA_I3D_PATH", "weights/i3d_torchscript.pt"),
     "syncnet": WeightsSource("", "syncnet_v2.model", "MODA_SYNCNET_PATH", "weights/syncnet_v2.model"),
+    "s3fd": WeightsSource(
+        "", "syncnet_python's S3FD face detector (sfd_face.pth)", "MODA_S3FD_PATH", "weights/sfd_face.pth"
+    ),
     "alse": WeightsSource("", "a trained ALSE checkpoint", "MODA_ALSE_PATH", "weights/alse.ckpt"),
     "emotion": WeightsSource(
         "", "a trained emotion classifier checkpoint", "MODA_EMOTION_PATH", "weights/emotion.ckpt"
