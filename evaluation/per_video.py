@@ -61,8 +61,11 @@ def seed_paths(cfg: EvalConfig, key: str) -> list[Path]:
 
 
 def alse_audio_backend(cfg: EvalConfig, scorer) -> str:
-    """The audio feature backend for the ALSE expert: the config's, else the one its checkpoint was trained on."""
-    backend = cfg.motion_sync.audio_backend or scorer.module.cfg.data.audio_backend
+    """The audio feature backend for the ALSE expert: the config's, else the one its checkpoint was trained on
+    (its config's `data.audio_backend`, else its shards' recorded one)."""
+    module = scorer.module
+    backend = cfg.motion_sync.audio_backend or module.cfg.data.audio_backend
+    backend = backend or module.shard_backends.get("audio_backend", "")
     if not backend:
         raise ValueError("the ALSE checkpoint does not record its audio backend: set motion_sync.audio_backend")
     return backend

@@ -18,13 +18,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from evaluation.aggregate import aggregate, per_video_table
+from evaluation.aggregate import METRICS, aggregate, per_video_table
 from evaluation.cache import fingerprint, load_cached, save_cached
 from evaluation.config import EvalConfig
 from evaluation.per_video import VideoEvaluator, VideoRecord, alse_audio_backend, generated_path
 from evaluation.report import package_versions, write_report
 from evaluation.split import Clip, load_split
 from evaluation.weights import sha256
+from moda_train.core.checkpoint import check_motion_backend
 from moda_train.core.cli import exits_on_config_error
 from moda_train.core.config_loader import describe_schema, load_config, save_config
 from moda_train.core.weights import WeightsMissing, find_weights, resolve_weights
@@ -75,13 +76,20 @@ def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
 
                 path = find_weights("alse", cfg.motion_sync.checkpoint, "motion_sync.checkpoint")
                 scorer = ALSEScorer.from_checkpoint(path)
-                weights["alse"] = {**_weights_entry(path), "audio_backend": alse_audio_backend(cfg, scorer)}
+                weights["alse"] = {
+                    **_weights_entry(path),
+                    "audio_backend": alse_audio_backend(cfg, scorer),
+                    **_motion_backend_check(scorer.module, cfg, f"the ALSE checkpoint {path}"),
+                }
             elif group == "emotion":
                 from moda_train.lit.emotion_module import load_classifier
 
                 path = find_weights("emotion", cfg.emotion.checkpoint, "emotion.checkpoint")
-                load_classifier(path)
-                weights["emotion classifier"] = _weights_entry(path)
+                classifier = load_classifier(path)
+                weights["emotion classifier"] = {
+                    **_weights_entry(path),
+                    **_motion_backend_check(classifier, cfg, f"the emotion classifier checkpoint {path}"),
+                }
             if (
                 group in ("diversity", "smoothness", "motion_sync", "emotion")
                 and "motion extractor" not in weights
@@ -99,6 +107,29 @@ def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
         except WeightsMissing as err:
             status[group] = str(err)
     return status, weights
+
+
+# weights entry of check_metrics -> the metric group whose metrics carry its warning
+WARNING_GROUPS = {"alse": "motion_sync", "emotion classifier": "emotion"}
+
+
+def _motion_backend_check(module, cfg: EvalConfig, judge: str) -> dict:
+    """The motion backend a judge of re-extracted motion was trained on, checked against `motion.extractor`
+    (ValueError on a mismatch), for its weights entry; with a `warning` when the checkpoint records none."""
+    recorded = module.shard_backends
+    warning = check_motion_backend(recorded, cfg.motion.extractor, judge)
+    entry = {"motion_backend": recorded.get("motion_backend") or None}
+    return {**entry, "warning": warning} if warning else entry
+
+
+def _add_weights_warnings(metrics: dict[str, dict], weights: dict[str, dict]) -> None:
+    """Each weights entry's `warning` onto the metrics of its group (WARNING_GROUPS)."""
+    for name, group in WARNING_GROUPS.items():
+        warning = weights.get(name, {}).get("warning")
+        for metric, (metric_group, _, _) in METRICS.items():
+            if warning and metric_group == group and metric in metrics:
+                entry = metrics[metric]
+                entry["warning"] = "; ".join(filter(None, [entry.get("warning"), warning]))
 
 
 # One evaluator per worker process, built by the pool's initializer (networks load once per process).
@@ -206,9 +237,11 @@ def evaluate(cfg: EvalConfig, resolved: DictConfig | None = None, progress: bool
     bar.close()
 
     done = [records[c.key] for c in clips if records.get(c.key) is not None]
+    metrics = aggregate(cfg, done, status)
+    _add_weights_warnings(metrics, weights)
     report = {
         "title": _title(cfg, len(clips)),
-        "metrics": aggregate(cfg, done, status),
+        "metrics": metrics,
         "per_video": per_video_table(done),
         "failures": failures,
         "protocol": {
