@@ -28,7 +28,6 @@ which can change a kept box only where two IoUs tie with the threshold at float3
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import cv2
@@ -36,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from moda_train.core.weights import load_state_dict_checked, read_state_dict
 
 # VGG16 up to conv5_3 and pool5: channels of a 3 x 3 convolution (with ReLU), "M" a 2 x 2 max pool, "C" the same
 # with ceil_mode (S3FD's pool3, so odd conv3 maps keep their last row). The indices of `vgg` follow from it.
@@ -190,29 +191,10 @@ def select_faces(
 
 
 def load_s3fd(path: str | os.PathLike) -> S3FDNet:
-    """S3FDNet with the weights of syncnet_python's `sfd_face.pth` (a state dict), loaded strictly: a file that
-    is not a state dict, or one with a missing, unexpected or wrongly shaped key, raises ValueError naming them."""
-    try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
-        raise ValueError(f"{path}: not a readable S3FD weights file ({err})") from err
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected S3FD's state dict (sfd_face.pth), got {type(state).__name__}")
-    net = S3FDNet()
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or wrong:
-        raise ValueError(
-            f"{path}: not syncnet_python's S3FD layout (sfd_face.pth): missing {missing[:5]} ({len(missing)}), "
-            f"unexpected {unexpected[:5]} ({len(unexpected)}), wrong shapes {wrong[:5]}"
-        )
-    net.load_state_dict(state)
+    """S3FDNet with the weights of syncnet_python's `sfd_face.pth` (a state dict), frozen, loaded strictly: a file
+    that is not a state dict, or one with a missing, unexpected or wrongly shaped key, raises ValueError naming
+    them."""
+    net = load_state_dict_checked(S3FDNet(), read_state_dict(Path(path)), path)
     return net.eval().requires_grad_(False)
 
 

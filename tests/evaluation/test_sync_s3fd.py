@@ -89,7 +89,7 @@ def test_s3fd_weights_missing_or_wrong(tmp_path, syncnet_file):
     status, _ = check_metrics(_config(tmp_path, syncnet_file, missing, "sync.protocol=whole_frame"))
     assert status["sync"] == "ok"  # whole_frame detects nothing, so it needs no S3FD
     torch.save({"conv1_1.weight": torch.zeros(1)}, tmp_path / "other.pth")
-    with pytest.raises(ValueError, match="not syncnet_python's S3FD layout"):  # auto: found, so it must fit
+    with pytest.raises(ValueError, match="weights do not fit S3FDNet"):  # auto: found, so it must fit
         check_metrics(_config(tmp_path, syncnet_file, tmp_path / "other.pth"))
 
 

@@ -39,16 +39,16 @@ def test_released_layout_loads_strictly_and_wrong_files_fail(tmp_path):
     with pytest.raises(ValueError) as err:
         load_s3fd(tmp_path / "wrong.pth")
     message = str(err.value)
-    assert "not syncnet_python's S3FD layout" in message and "\n" not in message
+    assert message.startswith(f"{tmp_path / 'wrong.pth'}: weights do not fit S3FDNet") and "\n" not in message
     assert "missing ['vgg.0.weight'" in message and "(64)" in message  # 65 keys, conf.0.weight present
     assert "unexpected ['conv1_1.weight', 'conv.0.weight'] (2)" in message
     assert "conf.0.weight (2, 256, 3, 3) (expected (4, 256, 3, 3))" in message
 
     torch.save(torch.zeros(3), tmp_path / "tensor.pth")
-    with pytest.raises(ValueError, match="expected S3FD's state dict"):
+    with pytest.raises(ValueError, match="expected a state dict, got Tensor"):
         load_s3fd(tmp_path / "tensor.pth")
     (tmp_path / "text.pth").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable S3FD weights file"):
+    with pytest.raises(ValueError, match="not a readable torch checkpoint"):
         load_s3fd(tmp_path / "text.pth")
 
 
