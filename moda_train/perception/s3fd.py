@@ -21,8 +21,9 @@ with the defaults of its `Detect` and `PriorBox`:
 - face probability = softmax over (background, face); boxes above 0.05, at most the 5000 best, non-maximum
   suppression at IoU 0.3, at most 750 kept; of those, boxes above `confidence` (0.9), scaled by the original
   frame's width and height (so back to its pixels), then suppressed again at IoU 0.1.
-Known difference: both suppressions run here in float64 numpy (syncnet_python runs the first in float32 torch),
-which can change a kept box only where two IoUs tie with the threshold at float32 precision.
+Known difference: decoding and both suppressions run here in float64 numpy (syncnet_python: the first two in
+float32 torch), which matters only where a score or an IoU lies within float32 round-off of a threshold or of
+another score.
 """
 
 from __future__ import annotations
