@@ -57,9 +57,9 @@ FaceBoxes = Callable[[np.ndarray], list[np.ndarray]]
 DETECTOR_DIFFERENCES = {
     "mediapipe": "faces detected by mediapipe face detection, not S3FD (conf 0.9 at 0.25 scale): boxes differ in "
     "size and position, so crops differ slightly",
-    "s3fd": "faces detected by S3FD as run_pipeline.py runs it, but its non-maximum suppressions run in float64 "
-    "numpy (the first one in float32 torch there) and frames go through the network in batches: scores and "
-    "boxes can differ at float round-off",
+    "s3fd": "faces detected by S3FD as run_pipeline.py runs it, but box decoding and both non-maximum "
+    "suppressions run in float64 numpy (decoding and the first suppression are float32 torch there) and frames go "
+    "through the network in batches: scores and boxes can differ at float round-off",
 }
 DIFFERENCES = {
     "syncnet_python": [

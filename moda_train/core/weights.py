@@ -13,9 +13,10 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where a state dict is read: the lookup runs in CLIs that check input first
+    from torch import nn
 
 
 class WeightsMissing(FileNotFoundError):
@@ -109,6 +110,8 @@ def find_weights(name: str, configured: str | os.PathLike | None, option: str = 
 
 def read_state_dict(path: Path) -> dict:
     """A state dict from a torch checkpoint file (a `state_dict` entry inside is unwrapped); clear errors."""
+    import torch
+
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError) as err:
