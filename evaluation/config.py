@@ -15,6 +15,7 @@ METRICS = ("fid", "fvd", "sync", "motion_sync", "fsim", "diversity", "smoothness
 FID_PROTOCOLS = ("clean-fid-legacy-tf", "pytorch-fid")
 FVD_PROTOCOLS = ("stylegan-v",)
 SYNC_PROTOCOLS = ("syncnet_python", "whole_frame")
+SYNC_DETECTORS = ("auto", "s3fd", "mediapipe")
 
 
 @dataclass
@@ -66,8 +67,18 @@ class SyncConfig:
     """syncnet_python: a face track needs more than this many detections (its --min_track)."""
     min_face_size: float = 100.0
     """syncnet_python: a track's mean box width or height must exceed this, in pixels (its --min_face_size)."""
+    detector: str = "auto"
+    """syncnet_python: face detector. `s3fd` = syncnet_python's own (S3FD, weights `sync.s3fd_weights`),
+    `mediapipe` = the framework's offline detector, `auto` = S3FD when its weights file is found, else mediapipe.
+    The one used is recorded in metrics.json (protocol.sync.detector)."""
+    s3fd_weights: str = ""
+    """S3FD weights (syncnet_python's `sfd_face.pth`); empty = $MODA_S3FD_PATH, else weights/sfd_face.pth."""
+    s3fd_scale: float = 0.25
+    """S3FD: frames are resized by this factor before detection (run_pipeline.py's --facedet_scale)."""
+    s3fd_confidence: float = 0.9
+    """S3FD: face probability a box must exceed (run_pipeline.py's conf_th)."""
     detector_confidence: float = 0.5
-    """syncnet_python: mediapipe face detection score threshold (S3FD's 0.9 is on another scale)."""
+    """mediapipe: face detection score threshold (not S3FD's scale)."""
     weights: str = ""
     """SyncNet weights (`syncnet_v2.model` of syncnet_python); empty = $MODA_SYNCNET_PATH, else
     weights/syncnet_v2.model."""
@@ -219,11 +230,14 @@ class EvalConfig:
             ("fid.protocol", self.fid.protocol, FID_PROTOCOLS),
             ("fvd.protocol", self.fvd.protocol, FVD_PROTOCOLS),
             ("sync.protocol", self.sync.protocol, SYNC_PROTOCOLS),
+            ("sync.detector", self.sync.detector, SYNC_DETECTORS),
         ):
             if value not in choices:
                 problems.append(f"{key}={value!r}: choose from {', '.join(choices)}")
         if self.sync.min_track < 1 or self.sync.min_face_size < 0:
             problems.append("sync.min_track must be >= 1 and sync.min_face_size >= 0")
+        if not 0 < self.sync.s3fd_scale <= 4 or not 0 <= self.sync.s3fd_confidence < 1:
+            problems.append("sync.s3fd_scale must be in (0, 4] and sync.s3fd_confidence in [0, 1)")
         if self.sync.vshift < 1:
             problems.append("sync.vshift must be >= 1")
         if self.sync.audio not in ("generated", "split"):

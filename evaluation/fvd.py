@@ -25,8 +25,7 @@ from torch import nn
 
 from evaluation.frechet import frechet_distance_from_features
 from evaluation.i3d import InceptionI3d
-from evaluation.weights import load_state_dict_checked, read_state_dict
-from moda_train.core.weights import find_weights
+from moda_train.core.weights import find_weights, load_state_dict_checked, read_state_dict
 
 
 class _TorchScriptI3D(nn.Module):

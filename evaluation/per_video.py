@@ -21,7 +21,7 @@ from evaluation.fsim import FaceEmbedder
 from evaluation.fvd import I3DFeatures, fvd_clips, load_i3d
 from evaluation.smoothness import frame_acceleration, motion_jerk
 from evaluation.split import Clip
-from evaluation.sync import SyncScorer, score_video
+from evaluation.sync import FaceBoxes, SyncScorer, chosen_detector, score_video
 from evaluation.syncnet import load_syncnet
 from evaluation.video import evenly_spaced, has_audio, load_audio, read_video
 from moda_train.alse_score import ALSEScorer
@@ -29,7 +29,10 @@ from moda_train.core.motion_layout import EMOTIONS, emotion_index
 from moda_train.core.weights import resolve_weights
 from moda_train.lit.emotion_module import EmotionLightningModule, load_classifier
 from moda_train.perception.audio import get_audio_extractor
+from moda_train.perception.config import FaceConfig
+from moda_train.perception.face_track import detect_faces
 from moda_train.perception.motion import get_motion_extractor
+from moda_train.perception.s3fd import S3FDDetector, load_s3fd
 
 FPS_TOLERANCE = 0.01
 MIN_DIVERSITY_SEEDS = 3
@@ -58,8 +61,11 @@ def seed_paths(cfg: EvalConfig, key: str) -> list[Path]:
 
 
 def alse_audio_backend(cfg: EvalConfig, scorer) -> str:
-    """The audio feature backend for the ALSE expert: the config's, else the one its checkpoint was trained on."""
-    backend = cfg.motion_sync.audio_backend or scorer.module.cfg.data.audio_backend
+    """The audio feature backend for the ALSE expert: the config's, else the one its checkpoint was trained on
+    (its config's `data.audio_backend`, else its shards' recorded one)."""
+    module = scorer.module
+    backend = cfg.motion_sync.audio_backend or module.cfg.data.audio_backend
+    backend = backend or module.shard_backends.get("audio_backend", "")
     if not backend:
         raise ValueError("the ALSE checkpoint does not record its audio backend: set motion_sync.audio_backend")
     return backend
@@ -176,10 +182,10 @@ class VideoEvaluator:
     def _sync(self, path: Path, audio: tuple[str, Path], length: int) -> dict:
         s = self.cfg.sync
         try:
+            detect = self._net("face_boxes") if s.protocol == "syncnet_python" else None
             result, info = score_video(
-                self._net("syncnet"), path, audio[1], s.protocol, length, s.detector_confidence, s.min_track,
-                s.min_face_size,
-            )  # fmt: skip
+                self._net("syncnet"), path, audio[1], s.protocol, length, detect, s.min_track, s.min_face_size
+            )
         except ValueError as err:  # no face track, too short: no Sync-C/D for this clip, its other metrics count
             return {"error": str(err), "audio": audio[0]}
         return {
@@ -229,6 +235,16 @@ class VideoEvaluator:
         return {"samples": len(paths), "sample_expression": values["expression"], "sample_pose": values["pose"]}
 
 
+def _face_boxes(evaluator: VideoEvaluator) -> FaceBoxes:
+    """The syncnet_python protocol's face detector (`sync.detector`, `auto` resolved as in `check_metrics`)."""
+    s = evaluator.cfg.sync
+    if chosen_detector(s.detector, s.s3fd_weights) == "s3fd":
+        net = load_s3fd(resolve_weights("s3fd", s.s3fd_weights))
+        return S3FDDetector(net, s.s3fd_scale, s.s3fd_confidence, evaluator.cfg.device).boxes
+    face = FaceConfig(min_confidence=s.detector_confidence)
+    return lambda frames: detect_faces(frames, face)
+
+
 def _audio_features(evaluator: VideoEvaluator):
     return get_audio_extractor(alse_audio_backend(evaluator.cfg, evaluator._net("alse")))
 
@@ -248,6 +264,7 @@ NETWORKS: dict[str, Callable[[VideoEvaluator], object]] = {
         ev.cfg.sync.batch_size,
         ev.cfg.device,
     ),
+    "face_boxes": _face_boxes,
     "alse": lambda ev: ALSEScorer.from_checkpoint(
         resolve_weights("alse", ev.cfg.motion_sync.checkpoint), ev.cfg.device
     ),

@@ -18,13 +18,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from evaluation.aggregate import aggregate, per_video_table
+from evaluation.aggregate import METRICS, aggregate, per_video_table
 from evaluation.cache import fingerprint, load_cached, save_cached
 from evaluation.config import EvalConfig
 from evaluation.per_video import VideoEvaluator, VideoRecord, alse_audio_backend, generated_path
 from evaluation.report import package_versions, write_report
 from evaluation.split import Clip, load_split
 from evaluation.weights import sha256
+from moda_train.core.checkpoint import check_motion_backend
 from moda_train.core.cli import exits_on_config_error
 from moda_train.core.config_loader import describe_schema, load_config, save_config
 from moda_train.core.weights import WeightsMissing, find_weights, resolve_weights
@@ -59,6 +60,12 @@ def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
                 path = resolve_weights("syncnet", cfg.sync.weights)
                 load_syncnet(path)
                 weights["syncnet"] = _weights_entry(path)
+                if cfg.sync.protocol == "syncnet_python" and sync_detector(cfg) == "s3fd":
+                    from moda_train.perception.s3fd import load_s3fd
+
+                    path = find_weights("s3fd", cfg.sync.s3fd_weights, "sync.s3fd_weights")
+                    load_s3fd(path)
+                    weights["s3fd"] = _weights_entry(path)
             elif group == "fsim":
                 from evaluation.fsim import fsim_weights_paths
 
@@ -69,13 +76,20 @@ def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
 
                 path = find_weights("alse", cfg.motion_sync.checkpoint, "motion_sync.checkpoint")
                 scorer = ALSEScorer.from_checkpoint(path)
-                weights["alse"] = {**_weights_entry(path), "audio_backend": alse_audio_backend(cfg, scorer)}
+                weights["alse"] = {
+                    **_weights_entry(path),
+                    "audio_backend": alse_audio_backend(cfg, scorer),
+                    **_motion_backend_check(scorer.module, cfg, f"the ALSE checkpoint {path}"),
+                }
             elif group == "emotion":
                 from moda_train.lit.emotion_module import load_classifier
 
                 path = find_weights("emotion", cfg.emotion.checkpoint, "emotion.checkpoint")
-                load_classifier(path)
-                weights["emotion classifier"] = _weights_entry(path)
+                classifier = load_classifier(path)
+                weights["emotion classifier"] = {
+                    **_weights_entry(path),
+                    **_motion_backend_check(classifier, cfg, f"the emotion classifier checkpoint {path}"),
+                }
             if (
                 group in ("diversity", "smoothness", "motion_sync", "emotion")
                 and "motion extractor" not in weights
@@ -93,6 +107,29 @@ def check_metrics(cfg: EvalConfig) -> tuple[dict[str, str], dict[str, dict]]:
         except WeightsMissing as err:
             status[group] = str(err)
     return status, weights
+
+
+# weights entry of check_metrics -> the metric group whose metrics carry its warning
+WARNING_GROUPS = {"alse": "motion_sync", "emotion classifier": "emotion"}
+
+
+def _motion_backend_check(module, cfg: EvalConfig, judge: str) -> dict:
+    """The motion backend a judge of re-extracted motion was trained on, checked against `motion.extractor`
+    (ValueError on a mismatch), for its weights entry; with a `warning` when the checkpoint records none."""
+    recorded = module.shard_backends
+    warning = check_motion_backend(recorded, cfg.motion.extractor, judge)
+    entry = {"motion_backend": recorded.get("motion_backend") or None}
+    return {**entry, "warning": warning} if warning else entry
+
+
+def _add_weights_warnings(metrics: dict[str, dict], weights: dict[str, dict]) -> None:
+    """Each weights entry's `warning` onto the metrics of its group (WARNING_GROUPS)."""
+    for name, group in WARNING_GROUPS.items():
+        warning = weights.get(name, {}).get("warning")
+        for metric, (metric_group, _, _) in METRICS.items():
+            if warning and metric_group == group and metric in metrics:
+                entry = metrics[metric]
+                entry["warning"] = "; ".join(filter(None, [entry.get("warning"), warning]))
 
 
 # One evaluator per worker process, built by the pool's initializer (networks load once per process).
@@ -200,9 +237,11 @@ def evaluate(cfg: EvalConfig, resolved: DictConfig | None = None, progress: bool
     bar.close()
 
     done = [records[c.key] for c in clips if records.get(c.key) is not None]
+    metrics = aggregate(cfg, done, status)
+    _add_weights_warnings(metrics, weights)
     report = {
         "title": _title(cfg, len(clips)),
-        "metrics": aggregate(cfg, done, status),
+        "metrics": metrics,
         "per_video": per_video_table(done),
         "failures": failures,
         "protocol": {
@@ -224,9 +263,16 @@ def _title(cfg: EvalConfig, num_clips: int) -> dict:
     return {"method": method, "checkpoint": cfg.checkpoint or None, "split": split, "clips": num_clips}
 
 
+def sync_detector(cfg: EvalConfig) -> str:
+    """The face detector of the syncnet_python protocol: `sync.detector` with `auto` resolved."""
+    from evaluation.sync import chosen_detector
+
+    return chosen_detector(cfg.sync.detector, cfg.sync.s3fd_weights)
+
+
 def _protocols(cfg: EvalConfig, status: dict[str, str]) -> dict:
     """The named protocol of every set metric and Sync-C/D that ran, with Sync's detector and known differences."""
-    from evaluation.sync import DIFFERENCES, detector_description
+    from evaluation.sync import detector_description, differences
 
     out = {}
     if status.get("fid") == "ok":
@@ -234,12 +280,14 @@ def _protocols(cfg: EvalConfig, status: dict[str, str]) -> dict:
     if status.get("fvd") == "ok":
         out["fvd"] = {"protocol": cfg.fvd.protocol, "clip_frames": cfg.fvd.clip_frames, "seed": cfg.fvd.seed}
     if status.get("sync") == "ok":
+        s, detector = cfg.sync, sync_detector(cfg)
         out["sync"] = {
-            "protocol": cfg.sync.protocol,
-            "differences from syncnet_python": DIFFERENCES[cfg.sync.protocol],
+            "protocol": s.protocol,
+            "differences from syncnet_python": differences(s.protocol, detector, s.s3fd_scale, s.s3fd_confidence),
         }
-        if cfg.sync.protocol == "syncnet_python":
-            out["sync"]["detector"] = detector_description(cfg.sync.detector_confidence)
+        if s.protocol == "syncnet_python":
+            confidence = s.s3fd_confidence if detector == "s3fd" else s.detector_confidence
+            out["sync"]["detector"] = detector_description(detector, confidence, s.s3fd_scale)
             out["sync"]["min_track"] = cfg.sync.min_track
             out["sync"]["min_face_size"] = cfg.sync.min_face_size
     return out

@@ -4,8 +4,10 @@ Two protocols (`sync.protocol`):
 - `syncnet_python` (default), for raw full-frame videos, reproducing `run_pipeline.py` + `SyncNetInstance.py`:
   1. the video goes through the reference's files: `ffmpeg -i VIDEO -qscale:v 2 -async 1 -r 25 video.avi`, then
      `ffmpeg -i video.avi -qscale:v 2 -f image2 %06d.jpg`, frames read back with `cv2.imread`;
-  2. faces detected on every frame (mediapipe, the framework's offline detector; syncnet_python uses S3FD),
-     tracked, median-filtered and cropped with syncnet_python's geometry (`moda_train.perception.face_track`);
+  2. faces detected on every frame (`sync.detector`: S3FD as syncnet_python runs it,
+     `moda_train.perception.s3fd`, when its weights are given or found; else mediapipe, the framework's offline
+     detector), tracked, median-filtered and cropped with syncnet_python's geometry
+     (`moda_train.perception.face_track`);
   3. each track's 224 px crops written to an XVID avi by `cv2.VideoWriter` (as `crop_video` does), then re-read
      through `ffmpeg -i crop.avi -f image2 %06d.jpg` (ffmpeg's default JPEG quality, as `SyncNetInstance.evaluate`
      does) and `cv2.imread` (BGR, raw 0..255);
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -38,17 +41,28 @@ from scipy.io import wavfile
 from evaluation.syncnet import SyncNet
 from moda_train.core.rates import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME
 from moda_train.core.sync_offsets import SyncResult, sync_from_embeddings
+from moda_train.core.weights import resolve_weights
+from moda_train.perception import s3fd
 from moda_train.perception.config import FaceConfig
-from moda_train.perception.face_track import CROP_SIZE, Track, crop_track, detect_faces, track_faces
+from moda_train.perception.face_track import CROP_SIZE, Track, crop_track, track_faces
 
 MFCC_PER_FRAME = 4
 WINDOW = 5  # video frames per SyncNet window (20 MFCC frames)
 
-# What this implementation still does differently from syncnet_python, written into metrics.json.
+FaceBoxes = Callable[[np.ndarray], list[np.ndarray]]
+"""A face detector for the syncnet_python protocol: RGB uint8 frames [T, H, W, 3] -> corner boxes [n_t, 4]."""
+
+# What this implementation still does differently from syncnet_python, written into metrics.json; the first
+# entry depends on the face detector (`differences`).
+DETECTOR_DIFFERENCES = {
+    "mediapipe": "faces detected by mediapipe face detection, not S3FD (conf 0.9 at 0.25 scale): boxes differ in "
+    "size and position, so crops differ slightly",
+    "s3fd": "faces detected by S3FD as run_pipeline.py runs it, but box decoding and both non-maximum "
+    "suppressions run in float64 numpy (decoding and the first suppression are float32 torch there) and frames go "
+    "through the network in batches: scores and boxes can differ at float round-off",
+}
 DIFFERENCES = {
     "syncnet_python": [
-        "faces detected by mediapipe face detection, not S3FD (conf 0.9 at 0.25 scale): boxes differ in size and "
-        "position, so crops differ slightly",
         "no scene-cut detection (PySceneDetect): every clip is taken as one shot",
         "a track takes at most one face per frame (syncnet_python can add two overlapping boxes of one frame)",
         "only the longest face track of a video is scored",
@@ -171,10 +185,36 @@ class SyncScorer:
         return sync_from_embeddings(torch.cat(video_emb), torch.cat(audio_emb), self.vshift)
 
 
-def longest_track(frames: np.ndarray, face: FaceConfig, min_track: int, min_face_size: float) -> tuple[Track, int]:
+def chosen_detector(detector: str, s3fd_weights: str) -> str:
+    """`sync.detector` resolved to `s3fd` or `mediapipe`: `auto` is S3FD when its weights file is found (the
+    config's `sync.s3fd_weights`, else $MODA_S3FD_PATH, else weights/sfd_face.pth), else mediapipe."""
+    if detector != "auto":
+        return detector
+    path = resolve_weights("s3fd", s3fd_weights)
+    return "s3fd" if path is not None and path.is_file() else "mediapipe"
+
+
+def differences(
+    protocol: str, detector: str, scale: float = s3fd.SCALE, confidence: float = s3fd.CONFIDENCE
+) -> list[str]:
+    """What `protocol` (with `detector`, for syncnet_python) still does differently from syncnet_python."""
+    if protocol != "syncnet_python":
+        return DIFFERENCES[protocol]
+    found = [DETECTOR_DIFFERENCES[detector]]
+    if detector == "s3fd" and (scale, confidence) != (s3fd.SCALE, s3fd.CONFIDENCE):
+        found.append(
+            f"S3FD at scale {scale:g} and confidence {confidence:g} (run_pipeline.py: {s3fd.SCALE:g}, "
+            f"{s3fd.CONFIDENCE:g})"
+        )
+    return found + DIFFERENCES[protocol]
+
+
+def longest_track(
+    frames: np.ndarray, detect: FaceBoxes, min_track: int, min_face_size: float
+) -> tuple[Track, int]:
     """The longest syncnet_python face track of BGR frames and how many tracks there were (ValueError: none)."""
-    rgb = np.ascontiguousarray(frames[..., ::-1])
-    tracks = track_faces(detect_faces(rgb, face), min_track=min_track, min_face_size=min_face_size)
+    boxes = detect(np.ascontiguousarray(frames[..., ::-1]))
+    tracks = track_faces(boxes, min_track=min_track, min_face_size=min_face_size)
     if not tracks:
         raise ValueError(
             f"no face track of more than {min_track} frames with faces above {min_face_size:g} px "
@@ -196,27 +236,35 @@ def score_video(
     audio: str | Path,
     protocol: str = "syncnet_python",
     max_frames: int = 0,
-    detector_confidence: float = 0.5,
+    detect: FaceBoxes | None = None,
     min_track: int = 100,
     min_face_size: float = 100.0,
 ) -> tuple[SyncResult, dict]:
     """Sync scores of a video file against an audio file under `protocol` (module docstring), plus what the
-    protocol found (`tracks`, `track_frames`, `track_start`); ValueError when there is nothing to score."""
+    protocol found (`tracks`, `track_frames`, `track_start`); ValueError when there is nothing to score.
+    `detect` finds the faces of the syncnet_python protocol (required there)."""
     samples = reference_audio(audio)
     if protocol == "whole_frame":
         return scorer.score_crops(whole_frame_crops(video, max_frames), samples), {}
     if protocol != "syncnet_python":
         raise ValueError(f"unknown sync protocol {protocol!r}: choose syncnet_python or whole_frame")
+    if detect is None:
+        raise ValueError("sync.protocol=syncnet_python needs a face detector")
     frames = reference_frames(video, max_frames)
-    face = FaceConfig(min_confidence=detector_confidence)
-    track, count = longest_track(frames, face, min_track, min_face_size)
+    track, count = longest_track(frames, detect, min_track, min_face_size)
     info = {"tracks": count, "track_frames": len(track.frames), "track_start": int(track.frames[0])}
     return score_track(scorer, frames, track, samples), info
 
 
-def detector_description(detector_confidence: float) -> str:
-    """What metrics.json records as the face detector of the syncnet_python protocol."""
-    face = FaceConfig(min_confidence=detector_confidence)
+def detector_description(detector: str, confidence: float, scale: float = s3fd.SCALE) -> str:
+    """What metrics.json records as the face detector of the syncnet_python protocol (`detector` resolved by
+    `chosen_detector`; `confidence` is that detector's threshold)."""
+    if detector == "s3fd":
+        return (
+            f"s3fd (syncnet_python's sfd_face.pth; frames scaled by {scale:g}, face probability > {confidence:g}, "
+            f"suppression at IoU {s3fd.FIRST_NMS:g} then {s3fd.FINAL_NMS:g}), every frame"
+        )
+    face = FaceConfig(min_confidence=confidence)
     return (
         f"mediapipe face_detection (model_selection={face.model_selection}, min_detection_confidence="
         f"{face.min_confidence:g}, frames downscaled to at most {face.detect_max_side} px), every frame"

@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from evaluation.weights import load_state_dict_checked, read_state_dict
-from moda_train.core.weights import find_weights
+from moda_train.core.weights import find_weights, load_state_dict_checked, read_state_dict
 
 EMBED_DIM = 1024
 

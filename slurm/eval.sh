@@ -5,6 +5,7 @@
 #       out_dir=outputs/eval/hdtf
 # Submit from the repository root. Weights: set MODA_I3D_PATH and MODA_SYNCNET_PATH (here, in slurm/env.sh, or in
 # the submitting shell) or give fvd.weights= / sync.weights=; a missing file makes that metric "skipped".
+# MODA_S3FD_PATH (or sync.s3fd_weights=) makes Sync-C/D detect faces with syncnet_python's S3FD.
 # Re-submitting the same command resumes: videos already in <out_dir>/cache are not evaluated again.
 # On a GPU node add device=cuda (and e.g. --gpus=1 on the sbatch line).
 #SBATCH --job-name=moda-eval

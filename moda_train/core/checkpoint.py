@@ -23,6 +23,12 @@ TASK_NAMES = {
 }
 
 
+SHARD_BACKENDS = "shard_backends"
+"""Checkpoint entry (and module attribute) of the modules that judge motion (ALSE, the emotion classifier):
+{"motion_backend": name, "audio_backend": name}, the extractors that made the shards they were trained on, as the
+shards' stats.json records them (`MotionStats`); "" where unrecorded. Older checkpoints have no such entry."""
+
+
 class CheckpointModule(Protocol):
     def __init__(self, config: dict[str, Any]) -> None: ...
 
@@ -70,6 +76,26 @@ def load_module(
     checkpoint = read_checkpoint(path, task)
     module = cls(checkpoint_config(checkpoint))
     module.load_state_dict(checkpoint["state_dict"])
+    if hasattr(module, SHARD_BACKENDS):  # a module that records its shards' extractors gets the checkpoint's
+        setattr(module, SHARD_BACKENDS, dict(checkpoint.get(SHARD_BACKENDS) or {}))
     if frozen:
         module.requires_grad_(False)
     return module.eval().to(map_location)
+
+
+def check_motion_backend(recorded: dict[str, str], extractor: str, judge: str) -> str | None:
+    """Whether motion from `extractor` may be scored by `judge` (e.g. "the ALSE checkpoint x.ckpt"), whose
+    checkpoint recorded `recorded` (its `SHARD_BACKENDS`): None when they match; a warning when the checkpoint
+    records no motion backend (it cannot be checked); ValueError naming both when they differ."""
+    trained = recorded.get("motion_backend", "")
+    if not trained:
+        return (
+            f"{judge} does not record the motion backend it was trained on (written before it was recorded): "
+            f"cannot check that it matches {extractor!r}"
+        )
+    if trained != extractor:
+        raise ValueError(
+            f"{judge} was trained on {trained!r} motion, but the motion it would score comes from the "
+            f"{extractor!r} extractor: use a checkpoint trained on {extractor!r} shards, or that extractor"
+        )
+    return None

@@ -1,4 +1,5 @@
-"""The one rule for pretrained weights: config option, else environment variable, else a clear error.
+"""The one rule for pretrained weights: config option, else environment variable, else a clear error; and the one
+strict loader of released state dicts (`read_state_dict`, `load_state_dict_checked`).
 
 Nothing is ever downloaded. Every pretrained part (speech encoder, motion extractor, evaluation networks) is listed
 in `WEIGHTS` with the environment variable that may name it; `find_weights` returns the path or raises
@@ -9,8 +10,13 @@ fix it (and what an evaluation report shows as "skipped: weights not found at <p
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where a state dict is read: the lookup runs in CLIs that check input first
+    from torch import nn
 
 
 class WeightsMissing(FileNotFoundError):
@@ -56,6 +62,9 @@ WEIGHTS: dict[str, WeightsSource] = {
     ),
     "i3d": WeightsSource("", "the FVD I3D network", "MODA_I3D_PATH", "weights/i3d_torchscript.pt"),
     "syncnet": WeightsSource("", "syncnet_v2.model", "MODA_SYNCNET_PATH", "weights/syncnet_v2.model"),
+    "s3fd": WeightsSource(
+        "", "syncnet_python's S3FD face detector (sfd_face.pth)", "MODA_S3FD_PATH", "weights/sfd_face.pth"
+    ),
     "alse": WeightsSource("", "a trained ALSE checkpoint", "MODA_ALSE_PATH", "weights/alse.ckpt"),
     "emotion": WeightsSource(
         "", "a trained emotion classifier checkpoint", "MODA_EMOTION_PATH", "weights/emotion.ckpt"
@@ -97,3 +106,41 @@ def find_weights(name: str, configured: str | os.PathLike | None, option: str = 
         label = f"{source.label} " if source.label else ""
         raise WeightsMissing(f"{label}weights not found at {path} (set it in the config or with {source.env_var})")
     return path
+
+
+def read_state_dict(path: Path) -> dict:
+    """A state dict from a torch checkpoint file (a `state_dict` entry inside is unwrapped); clear errors."""
+    import torch
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable torch checkpoint ({err})") from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return state
+
+
+def load_state_dict_checked(net: nn.Module, state: dict, source: str | Path) -> nn.Module:
+    """Load `state` into `net` strictly, except BatchNorm step counters (absent from pre-0.4.1 checkpoints).
+
+    Every missing key, unexpected key and wrong shape is reported at once, so a wrong file is obvious.
+    """
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or wrong:
+        raise ValueError(
+            f"{source}: weights do not fit {type(net).__name__}: missing {missing[:5]} ({len(missing)}), "
+            f"unexpected {unexpected[:5]} ({len(unexpected)}), wrong shapes {wrong[:5]}"
+        )
+    net.load_state_dict(state, strict=False)
+    return net

@@ -33,10 +33,11 @@ from moda_train.core.sync_offsets import SyncResult, sync_from_embeddings
 from moda_train.experiment import ALSEExperiment
 from moda_train.lit.guards import guard_loss
 from moda_train.lit.optim import configure_adamw
+from moda_train.lit.shard_record import ShardBackendsRecord
 from moda_train.models.alse import ALSE, sync_accuracy, sync_loss
 
 
-class ALSELightningModule(L.LightningModule):
+class ALSELightningModule(ShardBackendsRecord, L.LightningModule):
     """Holds `expert` and the motion statistics it was trained with (saved in every checkpoint).
 
     `config` is the resolved experiment as a plain dict (the checkpoint's hyper-parameters), so
@@ -53,6 +54,7 @@ class ALSELightningModule(L.LightningModule):
                 f"{self.cfg.alse.min_frames()} (alse.window_frames + 2 * alse.max_shift)"
             )
         self.expert = ALSE(self.cfg.alse)
+        self.record_shard_backends(stats, self.cfg.data)
         stats = stats or MotionStats.from_arrays([0.0] * MOTION_DIM, [1.0] * MOTION_DIM)
         self.register_buffer("motion_mean", torch.as_tensor(stats.mean))
         self.register_buffer("motion_std", torch.as_tensor(stats.std))

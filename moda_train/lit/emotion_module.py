@@ -24,10 +24,11 @@ from moda_train.core.stats import MotionStats
 from moda_train.experiment import EmotionExperiment
 from moda_train.lit.guards import guard_loss
 from moda_train.lit.optim import configure_adamw
+from moda_train.lit.shard_record import ShardBackendsRecord
 from moda_train.models.emotion_classifier import EmotionClassifier
 
 
-class EmotionLightningModule(L.LightningModule):
+class EmotionLightningModule(ShardBackendsRecord, L.LightningModule):
     """Holds `classifier` and the motion statistics it was trained with (saved in every checkpoint, so raw motion
     from anywhere is normalised the same way before it is classified)."""
 
@@ -36,6 +37,7 @@ class EmotionLightningModule(L.LightningModule):
         self.save_hyperparameters({"config": config})
         self.cfg: EmotionExperiment = config_from_dict(config, EmotionExperiment)
         self.classifier = EmotionClassifier(self.cfg.classifier)
+        self.record_shard_backends(stats, self.cfg.data)
         stats = stats or MotionStats.from_arrays([0.0] * MOTION_DIM, [1.0] * MOTION_DIM)
         self.register_buffer("motion_mean", torch.as_tensor(stats.mean))
         self.register_buffer("motion_std", torch.as_tensor(stats.std))

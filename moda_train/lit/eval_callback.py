@@ -13,6 +13,8 @@ module's sampler and guidance (`MoDALightningModule.sample`, seed `evaluation.se
   analogue (`moda_train.alse_score`) of each window against its audio, mean over windows
 - emotion_accuracy (_gt), with `evaluation.emotion_checkpoint`: `moda_train.metrics.emotion` over the windows
   whose clip has a known emotion (the emotion the window is generated for)
+Both judges must have been trained on shards of this run's motion backend (their checkpoints record it): another
+one stops the run at its start, an unrecorded one is warned about.
 
 Every rank generates (under DeepSpeed ZeRO-3 the EMA forward pass is collective); rank 0 computes and logs.
 """
@@ -24,15 +26,18 @@ from typing import Any
 import lightning as L
 import numpy as np
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from moda_train.alse_score import ALSEScorer
+from moda_train.core.checkpoint import check_motion_backend
 from moda_train.core.motion_layout import LIP_DIMS, NULL_EMOTION
 from moda_train.core.stats import MotionStats
 from moda_train.data.config import DataConfig
 from moda_train.data.wds import ValidationDataset, expand_urls
 from moda_train.experiment import TrainingEvalConfig
 from moda_train.lit.emotion_module import EmotionLightningModule, load_classifier
+from moda_train.lit.shard_record import ShardBackendsRecord
 from moda_train.metrics.emotion import emotion_accuracy
 from moda_train.metrics.motion import motion_jerk, temporal_pose_spread
 
@@ -58,8 +63,10 @@ class TrainingEvaluation(Callback):
         device = pl_module.device
         if trainer.is_global_zero and self.cfg.alse_checkpoint:
             self.alse = ALSEScorer.from_checkpoint(self.cfg.alse_checkpoint, device)
+            self._check_judge(self.alse.module, f"the ALSE checkpoint {self.cfg.alse_checkpoint}")
         if trainer.is_global_zero and self.cfg.emotion_checkpoint:
             self.emotion = load_classifier(self.cfg.emotion_checkpoint, device)
+            self._check_judge(self.emotion, f"the emotion classifier checkpoint {self.cfg.emotion_checkpoint}")
         stats = MotionStats.from_arrays(pl_module.motion_mean.cpu().numpy(), pl_module.motion_std.cpu().numpy())
         urls = [url for source in expand_urls(self.data.val_shards) for url in source.urls]
         windows = ValidationDataset(
@@ -69,6 +76,18 @@ class TrainingEvaluation(Callback):
         self.batch = next(iter(windows), None)
         if self.batch is None:
             raise ValueError(f"evaluation: no window of {self.data.window_frames} frames in data.val_shards")
+
+    def _check_judge(self, module: ShardBackendsRecord, judge: str) -> None:
+        """The generated motion lives in this run's shards' motion space: a judge trained on another motion
+        backend's shards is refused (ValueError); one that records none, or shards that record none, warned
+        about."""
+        shards = MotionStats.load(self.data.stats_path).motion_backend or self.data.motion_backend
+        if not shards:
+            rank_zero_warn(f"{self.data.stats_path} records no motion backend: cannot check {judge} against it")
+            return
+        warning = check_motion_backend(module.shard_backends, shards, judge)
+        if warning:
+            rank_zero_warn(warning)
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

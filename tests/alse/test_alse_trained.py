@@ -39,6 +39,10 @@ def test_cli_run_writes_checkpoint_config_and_metrics(trained_run, checkpoint):
     assert scalars["train/loss"][-1] < 0.5 * scalars["train/loss"][0]
     assert scalars["val/sync_acc"][-1] > 0.5  # chance is 1/29
     assert scalars["val/offset_zero"][-1] == 1.0  # ground-truth validation windows are in sync
+    # The checkpoint records what made its shards (their stats.json), and loading gives it back.
+    recorded = {"motion_backend": "synthetic", "audio_backend": "logmel"}
+    assert torch.load(checkpoint, map_location="cpu", weights_only=False)["shard_backends"] == recorded
+    assert load_expert(checkpoint).shard_backends == recorded
 
 
 def _normalised_batch(clips, module, audio_from=None):

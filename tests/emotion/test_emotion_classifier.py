@@ -50,7 +50,11 @@ def test_unlabelled_windows_are_left_out_of_the_loss():
 
 @pytest.mark.slow
 def test_checkpoint_is_an_emotion_checkpoint(emotion_checkpoint):
-    assert read_checkpoint(emotion_checkpoint, "emotion")["hyper_parameters"]["config"]["task"] == "emotion"
+    checkpoint = read_checkpoint(emotion_checkpoint, "emotion")
+    assert checkpoint["hyper_parameters"]["config"]["task"] == "emotion"
+    # What made its shards (their stats.json), for evaluation's extractor check; loading gives it back.
+    assert checkpoint["shard_backends"] == {"motion_backend": "synthetic", "audio_backend": "logmel"}
+    assert load_classifier(emotion_checkpoint).shard_backends == checkpoint["shard_backends"]
     with pytest.raises(ValueError, match="is not an ALSE checkpoint"):
         read_checkpoint(emotion_checkpoint, "alse")
 

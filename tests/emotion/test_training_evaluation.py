@@ -54,3 +54,23 @@ def test_evaluation_needs_validation_shards():
     )
     with pytest.raises(ValueError, match="evaluation.every_n_steps=2 needs data.val_shards"):
         TrainingEvaluation(cfg.evaluation, cfg.data)
+
+
+def test_a_judge_of_another_motion_backend_stops_the_run_at_its_start(tmp_path):
+    from types import SimpleNamespace
+
+    from moda_train.core.stats import write_stats_file
+    from moda_train.data.config import DataConfig
+    from moda_train.experiment import TrainingEvalConfig
+    from tests.evaluation.test_motion_backend_check import _checkpoint
+
+    write_stats_file(
+        tmp_path / "stats.json", {"mean": [0.0] * 70, "std": [1.0] * 70, "motion_backend": "synthetic"}
+    )
+    data = DataConfig(val_shards=str(tmp_path / "val.tar"), stats_path=str(tmp_path / "stats.json"))
+    judge = _checkpoint(tmp_path / "emotion.ckpt", "emotion", "liveportrait")
+    callback = TrainingEvaluation(TrainingEvalConfig(every_n_steps=2, emotion_checkpoint=str(judge)), data)
+    with pytest.raises(
+        ValueError, match="trained on 'liveportrait' motion, but .* from the 'synthetic' extractor"
+    ):
+        callback.on_fit_start(SimpleNamespace(is_global_zero=True), SimpleNamespace(device="cpu"))

@@ -204,6 +204,9 @@ def test_random_init_weights_run_sync_and_fvd(bench):
         assert "ground_truth" in report["metrics"][metric], metric
     assert len(report["protocol"]["weights"]["syncnet"]["sha256"]) == 64
     assert report["protocol"]["weights"]["alse"]["audio_backend"] == "logmel"
+    # That checkpoint was saved without its shards' backends: scored, with the warning on every motion_sync metric.
+    assert report["protocol"]["weights"]["alse"]["motion_backend"] is None
+    assert "cannot check that it matches 'landmarks'" in report["metrics"]["motion_sync_c"]["warning"]
     assert report["protocol"]["counts"]["ALSE windows"] > 0
 
 

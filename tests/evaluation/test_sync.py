@@ -136,7 +136,10 @@ def test_raw_video_gives_the_scores_of_hand_made_reference_crops(tmp_path, meani
 
     (video,) = build_corpus(tmp_path, num_videos=1, num_speakers=1, seconds=2.0, workers=1, progress=False)
     frames_used, min_track = 40, 30
-    result, info = score_video(meaningful_scorer, video, video, "syncnet_python", frames_used, 0.5, min_track, 100)
+    mediapipe = lambda frames: detect_faces(frames, FaceConfig())  # noqa: E731
+    result, info = score_video(
+        meaningful_scorer, video, video, "syncnet_python", frames_used, mediapipe, min_track, 100
+    )
     assert info["tracks"] == 1 and info["track_frames"] == frames_used
 
     # By hand: the reference's frames, one face per frame, medfilt(13) of centre and half side, the crop above.
