@@ -11,6 +11,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 
 from moda_train.core.config_loader import ConfigError, save_config
@@ -134,6 +135,13 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
         raise ConfigError(
             f"data.motion_convention={cfg.data.motion_convention!r} but {cfg.data.stats_path} records shards of "
             f"the {stats.motion_convention!r} convention"
+        )
+    if stats.motion_backend == "liveportrait" and not (stats.motion_convention or cfg.data.motion_convention):
+        rank_zero_warn(
+            f"{cfg.data.stats_path} records no motion convention (made before it was recorded; liveportrait shards "
+            "of that time used the box crop and, unless native_expression was set, the canonical expression): "
+            "generation cannot check it. Set data.motion_convention (e.g. box-crop,canonical-expression) or rebuild "
+            "the shards"
         )
     tree.data.motion_convention = cfg.data.motion_convention or stats.motion_convention  # saved in checkpoints
     # Before any work: a folder or a typo in a shard list is a config error now, not a reader retrying it.

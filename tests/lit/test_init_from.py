@@ -130,3 +130,17 @@ def test_a_run_refuses_shards_of_another_motion_convention(shards, tmp_path):
     with pytest.raises(ConfigError, match="records shards of the 'box-crop,canonical-expression' convention"):
         run_experiment(cfg, tree, TINY)
     assert not any(tmp_path.glob("*/config.yaml"))  # refused before a run folder was made
+
+
+def test_liveportrait_shards_without_a_recorded_convention_are_named_at_run_start(shards, tmp_path):
+    stats = MotionStats.load(shards / "stats.json")
+    stats.motion_backend = "liveportrait"  # as written before conventions were recorded
+    (tmp_path / "stats.json").write_text(json.dumps(stats.to_dict()))
+    cfg, tree = load_experiment(
+        TINY,
+        [f"data.train_shards={tmp_path}/none-*.tar", f"data.stats_path={tmp_path / 'stats.json'}",
+         f"train.out_dir={tmp_path}"],
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="records no motion convention .* Set data.motion_convention"):
+        with pytest.raises(ConfigError, match="data.train_shards"):  # stops at the next check: nothing trains
+            run_experiment(cfg, tree, TINY)
