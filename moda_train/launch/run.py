@@ -138,10 +138,10 @@ def run_experiment(cfg: Any, tree: DictConfig, experiment_path: str | Path) -> P
         )
     if stats.motion_backend == "liveportrait" and not (stats.motion_convention or cfg.data.motion_convention):
         rank_zero_warn(
-            f"{cfg.data.stats_path} records no motion convention (made before it was recorded; liveportrait shards "
-            "of that time used the box crop and, unless native_expression was set, the canonical expression): "
-            "generation cannot check it. Set data.motion_convention (e.g. box-crop,canonical-expression) or rebuild "
-            "the shards"
+            f"{cfg.data.stats_path} records no motion convention (made before it was recorded; liveportrait "
+            "shards of that time used the box crop and, unless native_expression was set, the canonical "
+            "expression): generation cannot check it. Set data.motion_convention (e.g. "
+            "box-crop,canonical-expression) or rebuild the shards"
         )
     tree.data.motion_convention = cfg.data.motion_convention or stats.motion_convention  # saved in checkpoints
     # Before any work: a folder or a typo in a shard list is a config error now, not a reader retrying it.
