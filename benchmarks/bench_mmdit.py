@@ -29,7 +29,7 @@ from collections.abc import Callable
 import torch
 import torch._inductor.config as inductor_config
 from torch.profiler import ProfilerActivity, profile
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from moda_train.core.config_loader import CONFIGS_ROOT, load_config
 from moda_train.core.motion_layout import group_indices
@@ -50,6 +50,19 @@ def model_config(preset: str) -> ModelConfig:
     """A model preset from configs/model, read through the same typed loader the training job uses."""
     typed, _ = load_config(CONFIGS_ROOT / "model" / preset, schema=ModelConfig)
     return typed
+
+
+def flop_counter() -> FlopCounterMode:
+    """torch's FLOP counter, also counting the CPU flash-attention kernels (torch registers formulas only for the
+    CUDA attention kernels, so on CPU attention would count as zero)."""
+    aten = torch.ops.aten
+    cpu_attention = {  # argument shapes in, as torch's own formulas for the CUDA kernels take them
+        aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *_, **__: sdpa_flop_count(q, k, v),
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: (
+            lambda grad, q, k, v, *_, **__: sdpa_backward_flop_count(grad, q, k, v)
+        ),
+    }
+    return FlopCounterMode(display=False, custom_mapping=cpu_attention)
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 2, rounds: int = 2) -> float:
@@ -139,7 +152,7 @@ def bench_setup(name: str, steps: int, frames: int, sample_steps: int, sample_re
         return step
 
     steps_fns = {key: train_step(model, opt) for key, (model, (opt, _)) in optimizers.items()}
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         flow_loss(eager, x0, cond, flow, groups, torch.Generator().manual_seed(0))["loss"].backward()
     step_flops = counter.get_total_flops()
 
@@ -180,7 +193,7 @@ def bench_setup(name: str, steps: int, frames: int, sample_steps: int, sample_re
     }
     sampling_flops = {}
     for scale in SCALES:
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             sampling_fns[f"eager {scale}"]()
         sampling_flops[scale] = counter.get_total_flops() / 1e9
         sampling_fns[f"compiled {scale}"]()  # compiles the inference graphs once (the second scale reuses them)

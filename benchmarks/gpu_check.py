@@ -41,7 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench_generation import time_liveportrait  # noqa: E402  (benchmarks/ is this script's folder)
-from bench_mmdit import random_batch  # noqa: E402
+from bench_mmdit import flop_counter, random_batch  # noqa: E402
 
 from moda_train.core.motion_layout import group_indices  # noqa: E402
 from moda_train.experiment import load_experiment  # noqa: E402
@@ -121,13 +121,11 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int, repeats: 
 
 def step_flops(model_cfg, flow_cfg, batch: int, frames: int) -> float:
     """FLOPs of one training step's forward + backward, counted on a meta-device copy (no memory, no time)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with torch.device("meta"):
         model = MoDA(model_cfg)
         x0, cond = random_batch(model_cfg, batch, frames)
     groups = group_indices() if model_cfg.motion_dim == 70 else None
-    with FlopCounterMode(display=False) as counter:
+    with flop_counter() as counter:
         flow_loss(model, x0, cond, flow_cfg, groups)["loss"].backward()
     return float(counter.get_total_flops())
 
