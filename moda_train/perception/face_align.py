@@ -40,7 +40,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from moda_train.perception.face_crop import box_matrix, crop_square
-from moda_train.perception.mediapipe_runtime import import_mediapipe, quiet_mediapipe
+from moda_train.perception.mediapipe_runtime import QuietGraph, import_mediapipe
 
 SCALE = 2.3
 VX_RATIO = 0.0
@@ -134,21 +134,17 @@ class LivePortraitCropper:
 
     def __init__(self, min_detection_confidence: float = 0.5) -> None:
         mp = import_mediapipe("the LivePortrait face crop")
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, min_detection_confidence=min_detection_confidence
+        self._mesh = QuietGraph(
+            mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, min_detection_confidence=min_detection_confidence
+            )
         )
-        self._quiet_next = True
 
     def square(self, frame: np.ndarray, box: np.ndarray) -> np.ndarray | None:
         """The crop square [4] of the face in `box` (centre x, centre y, side of a square around the detected
         face, photo pixels) of an RGB frame, or None when FaceMesh finds no face there."""
         crop = crop_square(frame, box, DETECT_SIZE)
-        if self._quiet_next:  # the graph logs its start-up chatter on the first frame
-            with quiet_mediapipe():
-                result = self._mesh.process(np.ascontiguousarray(crop))
-            self._quiet_next = False
-        else:
-            result = self._mesh.process(np.ascontiguousarray(crop))
+        result = self._mesh.process(crop)
         if not result.multi_face_landmarks:
             return None
         marks = result.multi_face_landmarks[0].landmark

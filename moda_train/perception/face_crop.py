@@ -17,7 +17,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from moda_train.perception.config import FaceConfig
 from moda_train.perception.decode import BadInput
-from moda_train.perception.mediapipe_runtime import import_mediapipe, quiet_mediapipe
+from moda_train.perception.mediapipe_runtime import QuietGraph, import_mediapipe
 
 
 @dataclass
@@ -40,10 +40,11 @@ class FaceDetector:
     def __init__(self, cfg: FaceConfig) -> None:
         mp = import_mediapipe("face detection")
         self.cfg = cfg
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=cfg.model_selection, min_detection_confidence=cfg.min_confidence
+        self._detector = QuietGraph(
+            mp.solutions.face_detection.FaceDetection(
+                model_selection=cfg.model_selection, min_detection_confidence=cfg.min_confidence
+            )
         )
-        self._quiet_next = True
 
     def detect(self, frame: np.ndarray) -> np.ndarray:
         """Faces in an RGB uint8 frame as float [n, 4] (x0, y0, w, h) in its pixels, widest first."""
@@ -52,12 +53,7 @@ class FaceDetector:
         small = frame
         if scale < 1.0:
             small = cv2.resize(frame, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        if self._quiet_next:  # the graph logs its start-up chatter on the first frame
-            with quiet_mediapipe():
-                result = self._detector.process(np.ascontiguousarray(small))
-            self._quiet_next = False
-        else:
-            result = self._detector.process(np.ascontiguousarray(small))
+        result = self._detector.process(small)
         boxes = []
         for detection in result.detections or []:
             rel = detection.location_data.relative_bounding_box

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
+import numpy as np
+
 from moda_train.core.optional import import_optional
 
 KNOWN_NOISE = re.compile(
@@ -52,3 +54,26 @@ def quiet_mediapipe() -> Iterator[None]:
             ]
             if kept:
                 print("\n".join(kept), file=sys.stderr)
+
+
+class QuietGraph:
+    """A mediapipe solution (FaceDetection, FaceMesh, ...) whose first `process`, when its graph logs the
+    start-up chatter, runs under `quiet_mediapipe()`."""
+
+    def __init__(self, solution: object) -> None:
+        self._solution = solution
+        self._started = False
+
+    def process(self, image: np.ndarray) -> object:
+        """The solution's result for an RGB uint8 image."""
+        image = np.ascontiguousarray(image)
+        if self._started:
+            return self._solution.process(image)
+        with quiet_mediapipe():
+            result = self._solution.process(image)
+        self._started = True
+        return result
+
+    def close(self) -> None:
+        """Release the mediapipe graph."""
+        self._solution.close()
