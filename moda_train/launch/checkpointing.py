@@ -41,8 +41,9 @@ STEP_PATTERN = re.compile(r"^step-(\d+)\.ckpt$")  # ModelCheckpoint's filename="
 DEEPSPEED_TAG = "checkpoint"  # the tag Lightning's DeepSpeedStrategy saves under
 MODEL_STATES = "mp_rank_00_model_states.pt"
 FAULT_ENV = "MODA_FAULT_KILL_IN_SAVE"
-"""Fault injection for tests: `<step>` makes every rank SIGKILL itself while saving `last` at that global step,
-after the shards are written under the temporary name and before the rename (the moment a real kill hurts most)."""
+"""Fault injection for tests: `<step>` (or `<step>:SIGTERM`, `<step>:SIGKILL`) makes every rank send itself that
+signal (SIGKILL by default) while saving `last` at that global step, after the shards are written under the
+temporary name and before the rename (the moment a real kill hurts most)."""
 
 
 def _remove(path: Path) -> None:
@@ -101,8 +102,13 @@ def save_error(path: Path, err: BaseException) -> OSError:
 
 
 def _maybe_inject_kill(path: Path, step: int) -> None:
-    if path.name == LAST and os.environ.get(FAULT_ENV) == str(step):
-        os.kill(os.getpid(), signal.SIGKILL)
+    spec = os.environ.get(FAULT_ENV, "")
+    at, _, name = spec.partition(":")
+    if path.name != LAST or at != str(step):
+        return
+    if name not in ("", "SIGTERM", "SIGKILL"):
+        raise ValueError(f"{FAULT_ENV}={spec!r}: expected <step>, <step>:SIGTERM or <step>:SIGKILL")
+    os.kill(os.getpid(), signal.Signals[name or "SIGKILL"])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

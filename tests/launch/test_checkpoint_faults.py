@@ -1,5 +1,5 @@
-"""Faults during a two-rank DeepSpeed ZeRO-2 save, through the real training command: a kill inside the save of
-`last`, a damaged `last`, and a resume that continues from the newest complete checkpoint."""
+"""Faults during a two-rank DeepSpeed ZeRO-2 save, through the real training command: a SIGKILL and a SIGTERM
+inside the save of `last`, a damaged `last`, and a resume that continues from the newest complete checkpoint."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from moda_train.consolidate import consolidate
 from moda_train.launch.checkpointing import FAULT_ENV, checkpoint_problem
+from moda_train.launch.preemption import TERMINATED_EXIT_CODE
 
 from .conftest import (
     CHECKPOINT_EVERY,
@@ -56,5 +57,33 @@ def test_kill_inside_save_of_last_then_resume_from_newest_valid(reference_run, s
     assert f"falling back to {checkpoints / 'step-0000012.ckpt'} (step 12)" in log
     assert checkpoint_step(last) == MAX_STEPS
     assert not (checkpoints / "last.ckpt.tmp").exists()  # the next save cleared the leftover
+    weights = consolidate(last, tmp_path / "resumed.pt")["state_dict"]
+    assert_same_weights(weights, reference_run.weights)  # the lost steps were replayed exactly
+
+
+def test_sigterm_inside_save_of_last_saves_the_next_step_exits_143_and_resumes_exactly(
+    reference_run, shards, tmp_path
+):
+    # Every rank gets SIGTERM (as from scancel) while its shard of `last` at step 12 sits under the temporary name.
+    # The save completes, the next step runs, and the ranks save `last` at step 13 together and stop, non-zero.
+    command = train_command(training_overrides(shards, tmp_path, "terminated"))
+    last = start_from(reference_run, 2 * CHECKPOINT_EVERY, tmp_path, "terminated")
+    stopped = _run(command, clean_env() | {FAULT_ENV: f"{3 * CHECKPOINT_EVERY}:SIGTERM"})
+    log = stopped.stdout + stopped.stderr
+    (tmp_path / "terminated.log").write_text(log)
+    assert stopped.returncode == TERMINATED_EXIT_CODE, log[-5000:]
+    assert f"preemption: SIGTERM received; saving {last} at step 13" in log
+    assert "preemption: stopping on SIGTERM (exit code 143)" in log
+    checkpoints = last.parent
+    assert not (checkpoints / "last.ckpt.tmp").exists()
+    assert checkpoint_problem(checkpoints / "step-0000012.ckpt").problem is None
+    check = checkpoint_problem(last)
+    assert check.problem is None and check.step == 3 * CHECKPOINT_EVERY + 1
+
+    resumed = _run(command, clean_env())
+    log = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, log[-5000:]
+    assert f"resume: continuing from {last} (step 13)" in log
+    assert checkpoint_step(last) == MAX_STEPS
     weights = consolidate(last, tmp_path / "resumed.pt")["state_dict"]
     assert_same_weights(weights, reference_run.weights)  # the lost steps were replayed exactly
