@@ -68,38 +68,32 @@ class PreemptionCallback(Callback):
         self.requeue = requeue
         self.checkpoint_name = checkpoint_name
         self._received: set[int] = set()
-        self._previous_handlers: dict[int, signal.Handlers | int | None] = {}
+        self._previous_handler: signal.Handlers | int | None = None
         self._last_checked_step = -1
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Only a flag: anything heavier here (even a print, which is not reentrant) runs at an arbitrary point.
         self._received.add(signum)
 
-    def _install(self) -> None:
-        for signum in (self.signum, signal.SIGTERM):
-            previous = signal.signal(signum, self._on_signal)
-            self._previous_handlers.setdefault(signum, previous)
-
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or threading.current_thread() is not threading.main_thread():
             return
         self._received = set()
-        self._install()
+        self._previous_handler = signal.signal(self.signum, self._on_signal)
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Lightning registers its SIGTERM handler after `setup` (Trainer._run); put ours back over it. Lightning's
-        # teardown restores what it found (ours), and `teardown` below restores what was there before `setup`.
-        if self._previous_handlers:
-            self._install()
+        # Lightning installs its SIGTERM handler after `setup` (Trainer._run), recording the one it replaced, and
+        # restores that one when fit ends, also after an exception; ours goes over Lightning's here.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_signal)
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        for signum, previous in self._previous_handlers.items():
-            if previous is not None:
-                signal.signal(signum, previous)
-        self._previous_handlers = {}
+        if self._previous_handler is not None:
+            signal.signal(self.signum, self._previous_handler)
+            self._previous_handler = None
 
     @override
     def on_train_batch_end(
