@@ -8,13 +8,13 @@ samples the loader skipped are added up over workers and ranks.
   too (the gradients are dropped, so AdamW leaves every parameter and its moments alone); under DeepSpeed the step
   runs on the zero gradients (AdamW's momentum moves the weights once more; the moments decay one step). Either
   way the step counter and the LR schedule advance, as for any step.
-- Non-finite gradient with a finite loss: the step is skipped before clipping, the optimizer and the EMA update
-  see it. Without DeepSpeed the guard checks the `.grad` tensors (one fused norm) and drops them. DeepSpeed keeps
-  the gradients in its own partitioned buffers; its ZeRO optimizers (stages 1-3, any precision; bf16 by
-  `bf16.check_grad_overflow`, on by default) check their own partition for inf/NaN, agree across ranks with one
-  all-reduce and then skip the step, leaving the fp32 master weights and the optimizer state alone. The guard only
-  reads the engine's verdict (`was_step_applied()`) after the step and counts it; the EMA then moves towards the
-  unchanged, finite weights.
+- Non-finite gradient with a finite loss: the optimizer step is skipped before clipping, so weights and optimizer
+  state stay as they were (the EMA then moves towards those unchanged weights). Without DeepSpeed the guard checks
+  the `.grad` tensors (one fused norm) and drops them. DeepSpeed keeps the gradients in its own partitioned
+  buffers, and its optimizers (0.19, ZeRO stages 1-3; in bf16 through `bf16.check_grad_overflow`, on by default)
+  check them for inf/NaN themselves, agree across ranks with one all-reduce and skip the step, leaving the fp32
+  master weights and the optimizer state alone. The guard only reads the engine's verdict
+  (`was_step_applied()`) after the step and counts it.
 - `train.max_bad_steps` such batches in a row stop the run with an error: something is broken for good.
 - `data/skipped_samples` is the running total of skipped samples (unreadable shards, bad samples, samples lost
   behind a damaged tar header) over all loader workers and ranks, reduced at every logging step and kept in the
