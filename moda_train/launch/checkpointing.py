@@ -4,7 +4,9 @@ Writing: every checkpoint (a single file, or a DeepSpeed folder of rank shards; 
 `<name>.tmp` and renamed to `<name>` only when every rank has finished, so a kill or a full disk during a save
 leaves the previous `<name>` as it was. A DeepSpeed folder cannot be renamed over an existing one in one step, so
 replacing is two renames (old out of the way, new in place); a kill between them leaves no `<name>` and resume
-falls back to the newest step checkpoint. Weights that are not finite are never written (`FiniteWeightsCheck`).
+falls back to the newest step checkpoint. A write that fails (a full disk) fails the save on every rank, with the
+path and "No space left on device" in the error; under DeepSpeed only once every rank has left DeepSpeed's save,
+so no rank is left waiting in a collective. Weights that are not finite are never written (`FiniteWeightsCheck`).
 
 Resuming (`train.resume=auto`): the candidates are `last.ckpt` and the step-numbered checkpoints beside it; each is
 checked (`checkpoint_problem`: readable, non-empty model states, every rank's optimizer shard present and from one
@@ -32,6 +34,7 @@ from lightning.pytorch.strategies import DeepSpeedStrategy
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from typing_extensions import override
 
+from moda_train.consolidate import DEEPSPEED_TAG_FILE
 from moda_train.core.config_loader import ConfigError
 
 TMP_SUFFIX = ".tmp"
@@ -41,8 +44,9 @@ STEP_PATTERN = re.compile(r"^step-(\d+)\.ckpt$")  # ModelCheckpoint's filename="
 DEEPSPEED_TAG = "checkpoint"  # the tag Lightning's DeepSpeedStrategy saves under
 MODEL_STATES = "mp_rank_00_model_states.pt"
 FAULT_ENV = "MODA_FAULT_KILL_IN_SAVE"
-"""Fault injection for tests: `<step>` makes every rank SIGKILL itself while saving `last` at that global step,
-after the shards are written under the temporary name and before the rename (the moment a real kill hurts most)."""
+"""Fault injection for tests: `<step>` (or `<step>:SIGTERM`, `<step>:SIGKILL`) makes every rank send itself that
+signal (SIGKILL by default) while saving `last` at that global step, after the shards are written under the
+temporary name and before the rename (the moment a real kill hurts most)."""
 
 
 def _remove(path: Path) -> None:
@@ -101,8 +105,13 @@ def save_error(path: Path, err: BaseException) -> OSError:
 
 
 def _maybe_inject_kill(path: Path, step: int) -> None:
-    if path.name == LAST and os.environ.get(FAULT_ENV) == str(step):
-        os.kill(os.getpid(), signal.SIGKILL)
+    spec = os.environ.get(FAULT_ENV, "")
+    at, _, name = spec.partition(":")
+    if path.name != LAST or at != str(step):
+        return
+    if name not in ("", "SIGTERM", "SIGKILL"):
+        raise ValueError(f"{FAULT_ENV}={spec!r}: expected <step>, <step>:SIGTERM or <step>:SIGKILL")
+    os.kill(os.getpid(), signal.Signals[name or "SIGKILL"])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -121,36 +130,95 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
             _fsync_tree(tmp)
         except (OSError, RuntimeError) as err:
+            error = save_error(path, err)  # while the disk is as full as the write found it
             _remove(tmp)
-            raise save_error(path, err) from err
+            raise error from err
         _maybe_inject_kill(path, int(checkpoint.get("global_step", -1)))
         os.replace(tmp, path)
 
 
+class _DeferredWriteErrors:
+    """A DeepSpeed engine's checkpoint writer for the length of one save, with write errors recorded, not raised.
+
+    DeepSpeed's save ends with a barrier. A rank whose write fails (a full disk) and raises out of the save skips
+    it, and its next collective pairs with the other ranks' closing barrier: from there on the ranks disagree and
+    hang until the process-group timeout (seen with ZeRO-2 on a full disk: one rank's write failed, the other's
+    did not). So every write of the save goes through `run`, and the first error is raised after the save. It is
+    described (`save_error`) when it happens, while the disk is still as full as the write found it.
+    """
+
+    def __init__(self, inner: Any, checkpoint: Path) -> None:
+        self.inner = inner
+        self.checkpoint = checkpoint
+        self.error: OSError | None = None
+        self.cause: BaseException | None = None
+
+    def __getattr__(self, name: str) -> Any:  # create, commit, load, ...: DeepSpeed's own
+        return getattr(self.inner, name)
+
+    def save(self, state_dict: dict, path: str) -> None:
+        self.run(self.inner.save, state_dict, path)
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        self.run(self.inner.makedirs, path, exist_ok)
+
+    def run(self, write: Callable[..., Any], *args: Any) -> None:
+        if self.error is None:  # after a failure the disk is still full: write nothing more
+            try:
+                write(*args)
+            except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+                self.error, self.cause = save_error(self.checkpoint, err), err
+
+
 class AtomicDeepSpeedStrategy(DeepSpeedStrategy):
     """Lightning's DeepSpeed strategy with the rank shards written under `<name>.tmp` and renamed when all ranks
-    are done (DeepSpeed writes its folder with its own engine: a CheckpointIO plugin never sees it)."""
+    are done (DeepSpeed writes its folder with its own engine: a CheckpointIO plugin never sees it). A write that
+    fails on any rank fails the save on every rank, with no rank left waiting in a collective."""
+
+    def _write_folder(self, checkpoint: dict, folder: Path, final: Path) -> _DeferredWriteErrors:
+        """DeepSpeedStrategy.save_checkpoint's call of the engine, with every write of it deferred (see
+        _DeferredWriteErrors, which holds this rank's write error, if any)."""
+        engine = self.deepspeed_engine
+        writer = _DeferredWriteErrors(engine.checkpoint_engine, final)
+        copy_script = engine._copy_recovery_script  # rank 0 copies DeepSpeed's zero_to_fp32.py beside its shard
+        engine.checkpoint_engine = writer
+        engine._copy_recovery_script = lambda path: writer.run(copy_script, path)
+        try:
+            # DeepSpeed writes the module and optimizer states itself; `latest` is written below, through `run`.
+            client_state = {k: v for k, v in checkpoint.items() if k not in ("state_dict", "optimizer_states")}
+            engine.save_checkpoint(
+                str(folder),
+                client_state=client_state,
+                tag=DEEPSPEED_TAG,
+                exclude_frozen_parameters=self.exclude_frozen_parameters,
+                save_latest=False,
+            )
+        finally:
+            engine.checkpoint_engine = writer.inner
+            del engine._copy_recovery_script
+        if self.is_global_zero:
+            writer.run((folder / DEEPSPEED_TAG_FILE).write_text, DEEPSPEED_TAG)
+        writer.run(_fsync_tree, folder)
+        return writer
 
     @override
     def save_checkpoint(self, checkpoint: dict, filepath: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options")
         final = Path(self.broadcast(str(filepath)))
         tmp = final.with_name(final.name + TMP_SUFFIX)
         if self.is_global_zero:
             final.parent.mkdir(parents=True, exist_ok=True)
             _remove(tmp)  # left by a save that was killed
         self.barrier("checkpoint_tmp_ready")
-        failure: BaseException | None = None
-        try:
-            super().save_checkpoint(checkpoint, tmp, storage_options)
-            _fsync_tree(tmp)
-        except (OSError, RuntimeError) as err:
-            failure = err
+        writer = self._write_folder(checkpoint, tmp, final)
         # Every rank learns whether any rank failed, so none waits forever at the next collective.
-        if self.reduce_boolean_decision(failure is not None, all=False):
+        if self.reduce_boolean_decision(writer.error is not None, all=False):
+            error = writer.error or save_error(final, RuntimeError("another rank failed to write its shard"))
+            self.barrier("checkpoint_failure_described")  # on every rank before the partial folder goes
             if self.is_global_zero:
                 _remove(tmp)
-            err = failure or RuntimeError("another rank failed to write its shard")
-            raise save_error(final, err) from failure
+            raise error from writer.cause
         _maybe_inject_kill(final, int(checkpoint.get("global_step", -1)))
         if self.is_global_zero:
             _replace(tmp, final)

@@ -8,8 +8,13 @@ samples the loader skipped are added up over workers and ranks.
   too (the gradients are dropped, so AdamW leaves every parameter and its moments alone); under DeepSpeed the step
   runs on the zero gradients (AdamW's momentum moves the weights once more; the moments decay one step). Either
   way the step counter and the LR schedule advance, as for any step.
-- Non-finite gradient with a finite loss (without DeepSpeed, whose ZeRO buffers hold the gradients): the step is
-  skipped the same way, before clipping and before the EMA update.
+- Non-finite gradient with a finite loss: the optimizer step is skipped before clipping, so weights and optimizer
+  state stay as they were (the EMA then moves towards those unchanged weights). Without DeepSpeed the guard checks
+  the `.grad` tensors (one fused norm) and drops them. DeepSpeed keeps the gradients in its own partitioned
+  buffers, and its optimizers (0.19, ZeRO stages 1-3; in bf16 through `bf16.check_grad_overflow`, on by default)
+  check them for inf/NaN themselves, agree across ranks with one all-reduce and skip the step, leaving the fp32
+  master weights and the optimizer state alone. The guard only reads the engine's verdict
+  (`was_step_applied()`) after the step and counts it.
 - `train.max_bad_steps` such batches in a row stop the run with an error: something is broken for good.
 - `data/skipped_samples` is the running total of skipped samples (unreadable shards, bad samples, samples lost
   behind a damaged tar header) over all loader workers and ranks, reduced at every logging step and kept in the
@@ -32,12 +37,15 @@ class TrainingGuard(pl.Callback):
         self.skipped_samples = 0
         self._unreduced_samples = 0  # this rank's skips since the last reduction
         self._drop_gradients = False
+        self._step_was_bad = False
+        self._checked_step = -1  # the global step after the last optimizer step looked at
 
-    def _skip(self, trainer: pl.Trainer, what: str) -> None:
+    def _skip(self, trainer: pl.Trainer, what: str, step: int) -> None:
+        self._step_was_bad = True
         self.bad_in_a_row += 1
         self.skipped_steps += 1
         if trainer.is_global_zero:
-            print(f"step {trainer.global_step}: non-finite {what}: batch skipped ({self.skipped_steps} so far)")
+            print(f"step {step}: non-finite {what}: batch skipped ({self.skipped_steps} so far)", flush=True)
         if self.max_bad_steps and self.bad_in_a_row >= self.max_bad_steps:
             raise RuntimeError(
                 f"{self.bad_in_a_row} training batches in a row had a non-finite {what} (train.max_bad_steps="
@@ -48,9 +56,8 @@ class TrainingGuard(pl.Callback):
     def check_loss(self, trainer: pl.Trainer, module: pl.LightningModule, loss: torch.Tensor) -> torch.Tensor:
         bad = not bool(torch.isfinite(loss.detach()).all())
         if not trainer.strategy.reduce_boolean_decision(bad, all=False):
-            self.bad_in_a_row = 0
             return loss
-        self._skip(trainer, "loss")
+        self._skip(trainer, "loss", trainer.global_step)
         self._drop_gradients = True
         trainable = [p for p in module.parameters() if p.requires_grad]
         return torch.stack([p.sum() for p in trainable]).sum() * 0.0
@@ -61,23 +68,36 @@ class TrainingGuard(pl.Callback):
     ) -> None:
         drop, self._drop_gradients = self._drop_gradients, False
         if isinstance(trainer.strategy, DeepSpeedStrategy):
-            return  # ZeRO holds the gradients in its own partitions; the zero loss already made them zero
+            return  # ZeRO holds the gradients in its own partitions and checks them itself (on_train_batch_end)
         grads = [p.grad.detach() for p in pl_module.parameters() if p.grad is not None]
         if not drop:
             finite = not grads or bool(
                 torch.isfinite(torch.stack([torch.linalg.vector_norm(g) for g in grads])).all()
             )
             if trainer.strategy.reduce_boolean_decision(not finite, all=False):
-                self._skip(trainer, "gradient")
+                self._skip(trainer, "gradient", trainer.global_step)
                 drop = True
         if drop:
             for p in pl_module.parameters():
                 p.grad = None  # torch optimizers skip parameters without a gradient
 
     @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._checked_step = trainer.global_step
+
+    @override
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: object, batch: object, batch_idx: int
     ) -> None:
+        # Before the checkpoint callbacks (Lightning runs those last): a stop here comes before that step's save.
+        if trainer.global_step != self._checked_step:  # an optimizer step just finished
+            self._checked_step = trainer.global_step
+            deepspeed = isinstance(trainer.strategy, DeepSpeedStrategy)
+            if deepspeed and not self._step_was_bad and not trainer.strategy.deepspeed_engine.was_step_applied():
+                self._skip(trainer, "gradient", trainer.global_step - 1)
+            if not self._step_was_bad:
+                self.bad_in_a_row = 0
+            self._step_was_bad = False
         if isinstance(batch, dict) and "num_skipped" in batch:
             self._unreduced_samples += int(batch["num_skipped"])
         # The same batches on every rank, so every rank joins the reduction.

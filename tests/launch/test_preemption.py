@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from moda_train.launch.preemption import PreemptionCallback
+from moda_train.launch.preemption import TERMINATED_EXIT_CODE, PreemptionCallback
 
 from .toy import ToyModule
 
@@ -59,6 +59,17 @@ def test_signal_saves_at_step_boundary_and_resume_is_exact(tmp_path, no_slurm):
         assert torch.equal(want, got), f"{name} differs from the uninterrupted run"
     # and the interruption did change something: the partial run's weights are not the final ones
     assert not torch.equal(interrupted.net[0].weight, reference.net[0].weight)
+
+
+def test_sigterm_saves_at_step_boundary_and_exits_143(tmp_path, no_slurm, capsys):
+    handler_before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stop:
+        _fit(tmp_path / "run", ToyModule(signal_at_step=4, signum=signal.SIGTERM))
+    assert stop.value.code == TERMINATED_EXIT_CODE  # not 0: the run did not finish
+    assert signal.getsignal(signal.SIGTERM) == handler_before  # restored, on this exception path too
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 5  # step 4 finished, then the save
+    assert "preemption: stopping on SIGTERM (exit code 143)" in capsys.readouterr().out
 
 
 def test_no_checkpoint_callback_is_a_clear_error(tmp_path, no_slurm):

@@ -37,9 +37,9 @@ class StepStream(IterableDataset):
 class ToyModule(pl.LightningModule):
     """MLP regression with AdamW, a warm-up/decay schedule and an EMA copy; can signal itself at a given step."""
 
-    def __init__(self, seed: int = 0, signal_at_step: int = -1) -> None:
+    def __init__(self, seed: int = 0, signal_at_step: int = -1, signum: int = signal.SIGUSR1) -> None:
         super().__init__()
-        self.seed, self.signal_at_step = seed, signal_at_step
+        self.seed, self.signal_at_step, self.signum = seed, signal_at_step, signum
         torch.manual_seed(seed)
         self.net = nn.Sequential(nn.Linear(FEATURES, 32), nn.GELU(), nn.Linear(32, 1))
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
@@ -48,8 +48,8 @@ class ToyModule(pl.LightningModule):
         noise = torch.Generator().manual_seed(self.seed + 7919 * self.global_step)
         x = batch["x"] + 0.01 * torch.randn(batch["x"].shape, generator=noise)
         if self.global_step == self.signal_at_step:
-            # Arrives mid-step, as Slurm's warning would.
-            os.kill(os.getpid(), signal.SIGUSR1)
+            # Arrives mid-step, as Slurm's warning (or scancel's SIGTERM) would.
+            os.kill(os.getpid(), self.signum)
         return nn.functional.mse_loss(self.net(x), batch["y"])
 
     def optimizer_step(self, *args, **kwargs) -> None:

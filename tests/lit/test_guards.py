@@ -79,6 +79,28 @@ def test_nonfinite_losses_in_a_row_stop_the_run_and_checkpoints_stay_finite(tmp_
     assert all(torch.isfinite(p).all() for p in module.parameters())
 
 
+def test_nonfinite_gradients_in_a_row_stop_the_run(tmp_path, capsys):
+    class NaNGradient(PoisonedToy):
+        """A finite loss (passed through guard_loss) whose gradient of one weight element is NaN from step 2 on."""
+
+        def on_fit_start(self):
+            def poison(grad):
+                if self.global_step < 2:
+                    return grad
+                grad = grad.clone()
+                grad.view(-1)[0] = float("nan")
+                return grad
+
+            self.net[0].weight.register_hook(poison)
+
+    module = NaNGradient(nan_steps=set())
+    # each finite loss must not reset the count of bad steps: only a step that is good on both counts does
+    with pytest.raises(RuntimeError, match="3 training batches in a row had a non-finite gradient"):
+        _fit(module, tmp_path, max_steps=20)
+    assert "step 4: non-finite gradient: batch skipped (3 so far)" in capsys.readouterr().out
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
 def test_nonfinite_weights_are_never_saved(tmp_path):
     class Broken(ToyModule):
         def on_train_batch_start(self, batch, batch_idx):
