@@ -21,6 +21,14 @@ OWN audio and video:
 score through this renderer). A model that lip-syncs scores higher on `own` than on `swap` (where the mouth follows
 some other speech); the ground-truth videos' own envelope r is printed as the ceiling. Prints a table per clip and
 the means.
+
+A second table compares the amplitude of the `own` mouth opening with the real clip's, with
+`moda_train.metrics.motion.mouth_amplitude` (std over time as a ratio to the real clip's, share of frames open
+above the midpoint of the real clip's 10th and 90th percentiles, timing r), at two levels: `video` (re-extracted
+from the generated mp4, what a viewer sees) and `motion` (the saved `.npy`, what the model produced), both against
+the mouth opening re-extracted from the real clip; `replay` is the same chain control as above (the real motion
+through `WarpRenderer`), i.e. the amplitude the renderer and re-extraction keep. `--guidance-audio` and `--steps`
+sample with other settings than the checkpoint's (use another `--out` for each: generated videos are cached).
 """
 
 from __future__ import annotations
@@ -34,15 +42,15 @@ import torch
 
 from data_prep.demo_corpus import speech_envelope
 from moda_train.core.rates import FPS, SAMPLE_RATE
+from moda_train.generation.pipeline import reference_face
 from moda_train.generation.render import ReferenceFace, WarpRenderer
-from moda_train.generation.split import generate_split, reference_face
+from moda_train.generation.split import generate_split
+from moda_train.metrics.motion import mouth_amplitude, mouth_opening
 from moda_train.perception.audio import load_audio
 from moda_train.perception.config import FaceConfig
 from moda_train.perception.decode import FrameReader, probe
 from moda_train.perception.face_crop import FaceDetector, crop_frames
 from moda_train.perception.motion import MotionSequence, get_motion_extractor
-
-UPPER_INNER_LIP, LOWER_INNER_LIP = 12, 17  # landmarks-backend keypoints (moda_train.perception.motion.landmarks)
 
 
 def video_frames(path: Path) -> np.ndarray:
@@ -57,14 +65,9 @@ def crop_motion(frames: np.ndarray, box: np.ndarray, extractor) -> MotionSequenc
     return extractor.extract(crops)
 
 
-def lip_gap(motion: np.ndarray) -> np.ndarray:
-    """Mouth opening per frame [T]: inner lower lip minus inner upper lip, y, canonical face frame."""
-    return motion[:, 3 * LOWER_INNER_LIP + 1] - motion[:, 3 * UPPER_INNER_LIP + 1]
-
-
-def mouth_opening(frames: np.ndarray, box: np.ndarray, extractor) -> np.ndarray:
+def video_opening(frames: np.ndarray, box: np.ndarray, extractor) -> np.ndarray:
     """Per-frame mouth opening [T] re-extracted from video frames cropped with one fixed face box."""
-    return lip_gap(crop_motion(frames, box, extractor).motion)
+    return mouth_opening(crop_motion(frames, box, extractor).motion)
 
 
 def replay(real: np.ndarray, box: np.ndarray, extractor) -> np.ndarray:
@@ -73,12 +76,12 @@ def replay(real: np.ndarray, box: np.ndarray, extractor) -> np.ndarray:
     sequence = crop_motion(real, box, extractor)
     reference = ReferenceFace(real[0], box, FaceConfig().crop_size, sequence.motion[0], sequence.identity)
     rendered = np.stack(list(WarpRenderer().render(reference, sequence.motion)))
-    return mouth_opening(rendered, box, extractor)
+    return video_opening(rendered, box, extractor)
 
 
 def saved_gap(video: Path, seed: int) -> np.ndarray:
     """Mouth opening [T] of the motion generate_split saved beside a generated video."""
-    return lip_gap(np.load(video.with_name(f"{video.stem}_seed{seed}.npy")))
+    return mouth_opening(np.load(video.with_name(f"{video.stem}_seed{seed}.npy")))
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -100,6 +103,21 @@ def split_videos(shards: Path, videos: Path, split: str) -> list[tuple[str, Path
     return clips
 
 
+def print_amplitudes(clips: list[dict], means: dict) -> None:
+    """The amplitude table: per clip and level, std ratio, open frames (generated / real) and timing r."""
+    print(
+        "\nmouth amplitude of `own` against the real clip (std ratio, share of frames open: generated / real, r)"
+    )
+    print(f"{'clip':<24} " + " ".join(f"{level + ' ' + c:>20}" for level in means for c in ("std", "open", "r")))
+    for name, row in [(c["clip"], c) for c in clips] + [(f"mean over {len(clips)} clips", means)]:
+        cells = []
+        for level in means:
+            a = row[level]
+            cells += [f"{a['std_ratio']:.3f}", f"{a['open_share']:.2f} / {a['open_share_truth']:.2f}"]
+            cells.append(f"{a['timing_r']:.3f}")
+        print(f"{name:<24} " + " ".join(f"{c:>20}" for c in cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="MMDiT checkpoint trained on the demo shards")
@@ -109,6 +127,8 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/lipsync_demo", help="generated videos (cached) and results")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--guidance-audio", type=float, help="audio guidance scale (default: the checkpoint's)")
+    parser.add_argument("--steps", type=int, help="Euler steps (default: the checkpoint's)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clips = split_videos(Path(args.shards), Path(args.videos), args.split)
@@ -118,10 +138,11 @@ def main() -> None:
         rows.append({"key": f"{key}_own", "video": str(video), "audio": str(video)})
         rows.append({"key": f"{key}_swap", "video": str(video), "audio": str(other)})
     out = Path(args.out)
-    generated = generate_split(args.checkpoint, rows, out / "videos", seeds=(args.seed,))
+    sampling = {"guidance_audio": args.guidance_audio, "steps": args.steps}
+    generated = generate_split(args.checkpoint, rows, out / "videos", seeds=(args.seed,), **sampling)
 
     extractor, detector = get_motion_extractor("landmarks"), FaceDetector(FaceConfig())
-    results = []
+    results, amplitudes = [], []
     columns = (
         "truth env r",
         "replay env r",
@@ -138,28 +159,46 @@ def main() -> None:
         # One crop box for the real clip and both generated videos: the face found in the real first frame,
         # which is also the reference photo of the generated ones (they are rendered onto it).
         box = reference_face(real[0], extractor, detector=detector).box
-        truth = mouth_opening(real, box, extractor)
+        truth = video_opening(real, box, extractor)
         envelope = speech_envelope(load_audio(video, SAMPLE_RATE), len(real))
-        own = mouth_opening(video_frames(generated[f"{key}_own"]), box, extractor)
-        swap = mouth_opening(video_frames(generated[f"{key}_swap"]), box, extractor)
+        own = video_opening(video_frames(generated[f"{key}_own"]), box, extractor)
+        swap = video_opening(video_frames(generated[f"{key}_swap"]), box, extractor)
+        replayed = replay(real, box, extractor)
+        own_motion = saved_gap(generated[f"{key}_own"], args.seed)
         row = {
             "clip": key,
             "truth_envelope_r": pearson(truth, envelope),
-            "replay_envelope_r": pearson(replay(real, box, extractor), envelope),
+            "replay_envelope_r": pearson(replayed, envelope),
             "own_envelope_r": pearson(own, envelope),
             "swap_envelope_r": pearson(swap, envelope),
             "own_truth_r": pearson(own, truth),
             "swap_truth_r": pearson(swap, truth),
             # the generated motion itself (before rendering and re-extraction) against the envelope
-            "own_motion_envelope_r": pearson(saved_gap(generated[f"{key}_own"], args.seed), envelope),
+            "own_motion_envelope_r": pearson(own_motion, envelope),
             "swap_motion_envelope_r": pearson(saved_gap(generated[f"{key}_swap"], args.seed), envelope),
         }
         results.append(row)
         print(f"{key:<24} " + " ".join(f"{row[k]:>12.3f}" for k in list(row)[1:]))
+        levels = {"video": own, "motion": own_motion, "replay": replayed}
+        amplitudes.append({"clip": key} | {level: mouth_amplitude(o, truth) for level, o in levels.items()})
     means = {k: float(np.mean([r[k] for r in results])) for k in results[0] if k != "clip"}
     print(f"{'mean over ' + str(len(results)) + ' clips':<24} " + " ".join(f"{v:>12.3f}" for v in means.values()))
+    amplitude_means = {
+        level: {k: float(np.mean([a[level][k] for a in amplitudes])) for k in amplitudes[0][level]}
+        for level in ("video", "motion", "replay")
+    }
+    print_amplitudes(amplitudes, amplitude_means)
     (out / "lipsync.json").write_text(
-        json.dumps({"checkpoint": args.checkpoint, "clips": results, "mean": means}, indent=1)
+        json.dumps(
+            {
+                "checkpoint": args.checkpoint,
+                "sampling": sampling,
+                "clips": results,
+                "mean": means,
+                "amplitude": {"clips": amplitudes, "mean": amplitude_means},
+            },
+            indent=1,
+        )
     )
     print(f"results: {out / 'lipsync.json'}")
 

@@ -6,6 +6,7 @@ import pytest
 from evaluation.diversity import sample_diversity, temporal_pose_spread
 from evaluation.smoothness import frame_acceleration, motion_jerk
 from moda_train.core.motion_layout import EXPRESSION, POSE, ROTATION
+from moda_train.metrics.motion import mouth_amplitude, mouth_opening
 
 
 def _motion(frames: int = 100) -> np.ndarray:
@@ -55,3 +56,24 @@ def test_frame_acceleration_of_a_ramp_and_of_flicker():
     assert frame_acceleration(ramp) == 0.0
     flicker = np.stack([np.full((8, 8, 3), 100 if t % 2 else 0, np.uint8) for t in range(6)])
     assert frame_acceleration(flicker) == pytest.approx(200.0)
+
+
+def test_mouth_amplitude_separates_amplitude_from_timing():
+    t = np.arange(125)
+    truth = _motion(125)
+    truth[:, 3 * 17 + 1] = 0.05 * (1 + np.sin(2 * np.pi * t / 25))  # lower inner lip drops 0..0.1, 5 periods
+    opening = mouth_opening(truth)
+    assert opening == pytest.approx(0.05 * (1 + np.sin(2 * np.pi * t / 25)))
+    half = truth.copy()
+    half[:, 3 * 12 + 1] = 0.5 * truth[:, 3 * 17 + 1]  # the upper lip follows halfway: half the opening
+    same = mouth_amplitude(opening, opening)
+    assert same["std_ratio"] == pytest.approx(1.0) and same["timing_r"] == pytest.approx(1.0)
+    assert same["open_share"] == same["open_share_truth"] == pytest.approx(0.48)
+    smaller = mouth_amplitude(mouth_opening(half), opening)
+    assert smaller["std_ratio"] == pytest.approx(0.5)
+    assert smaller["timing_r"] == pytest.approx(1.0)  # same timing, half the amplitude
+    assert smaller["open_share"] < 0.1 and smaller["open_share_truth"] == pytest.approx(0.48)
+    late = mouth_amplitude(np.roll(opening, 12), opening)  # half a period late: anti-correlated
+    assert late["std_ratio"] == pytest.approx(1.0) and late["timing_r"] < -0.9
+    with pytest.raises(ValueError, match="does not move"):
+        mouth_amplitude(opening, np.zeros(125))
